@@ -1,0 +1,196 @@
+"""Renderer: films the latent state s_t into a clip with a diffusers Wan video diffusion model (VDM).
+
+o_t = Film(s_t, o_{t-1}), after Owl-1 §3 with Wan's parts:
+- `StateProjector` maps s_t, (Q, D_lmm), to the transformer's `encoder_hidden_states`, (Q, text_dim), in place
+  of the text encoder's features; a learned null state, projected the same way, is the unconditional input for
+  classifier-free guidance.
+- Short-term context: clean latent frames of the previous clip sit at the head of the new clip's latent
+  sequence, with timestep 0 on their tokens, as Wan2.2-TI2V does with its first frame. Context is handed over as
+  latents, never through a decode/encode round trip (that round trip is where peers' colour drift comes from).
+  For image-to-video the context is the encoded image; the first clip of text-to-video has none.
+- The denoising loop is written out below with diffusers' flow-matching Euler scheduler; the transformer is only
+  a forward pass.
+
+Shapes: latents are (B, C, F, h, w) (`bcfhw`, F latent frames); frames are (B, 3, T, H, W) in [-1, 1]. The Wan
+VAE compresses 4x in time (a clip of n latent frames decodes to 1 + 4(n - 1) frames) and 8x in space; the
+transformer patches 2x2, so H and W must be multiples of 16.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from owl.config import RendererConfig, load_json, save_json
+from owl.errors import OwlError
+
+
+class StateProjector(nn.Module):
+    """s_t (B, Q, D_lmm) -> encoder_hidden_states (B, Q, text_dim), plus the learned null state for CFG."""
+
+    def __init__(self, num_queries: int, state_dim: int, text_dim: int):
+        super().__init__()
+        self.proj = nn.Sequential(nn.Linear(state_dim, text_dim), nn.GELU(approximate="tanh"), nn.Linear(text_dim, text_dim))
+        self.null_state = nn.Parameter(torch.zeros(num_queries, state_dim))
+
+    def forward(self, states: torch.Tensor) -> torch.Tensor:
+        return self.proj(states)
+
+    def null(self, batch: int) -> torch.Tensor:
+        return self.proj(self.null_state).expand(batch, -1, -1)
+
+
+class Renderer(nn.Module):
+    """Wan transformer + Wan VAE + flow-matching scheduler + state projector."""
+
+    def __init__(self, transformer, vae, scheduler, config: RendererConfig, projector: StateProjector | None = None):
+        super().__init__()
+        self.transformer = transformer
+        self.vae = vae
+        self.scheduler = scheduler
+        self.config = config
+        self.projector = projector or StateProjector(config.num_queries, config.state_dim, transformer.config.text_dim)
+        self.temporal_scale = int(vae.config.scale_factor_temporal)
+        self.spatial_scale = int(vae.config.scale_factor_spatial)
+        z = vae.config.z_dim
+        self.register_buffer("latents_mean", torch.tensor(vae.config.latents_mean[:z]).view(1, z, 1, 1, 1), persistent=False)
+        self.register_buffer("latents_std", torch.tensor(vae.config.latents_std[:z]).view(1, z, 1, 1, 1), persistent=False)
+
+    @property
+    def size_multiple(self) -> int:
+        return self.spatial_scale * self.transformer.config.patch_size[1]
+
+    def check_size(self, height: int, width: int) -> None:
+        m = self.size_multiple
+        for name, value in (("height", height), ("width", width)):
+            if not isinstance(value, int) or value < m or value % m:
+                raise OwlError(f"{name} must be a positive multiple of {m} (the VAE's {self.spatial_scale}x times the "
+                               f"transformer's patch {m // self.spatial_scale}), got {value}")
+
+    def frames_per_clip(self, first: bool) -> int:
+        """Video frames each clip adds: 4n (n new latent frames), and one more for the opening clip."""
+        n = self.config.clip_latent_frames * self.temporal_scale
+        return n + 1 if first else n
+
+    # --- VAE ------------------------------------------------------------------------------------------------
+
+    def encode(self, frames: torch.Tensor) -> torch.Tensor:
+        """Frames (B, 3, T, H, W) in [-1, 1] -> normalized latents (B, C, 1 + (T - 1) // 4, h, w) (the mode)."""
+        latents = self.vae.encode(frames.to(self.vae.dtype)).latent_dist.mode()
+        return (latents - self.latents_mean) / self.latents_std
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Normalized latents (B, C, F, h, w) -> frames (B, 3, 1 + 4(F - 1), H, W) in [-1, 1]."""
+        latents = latents * self.latents_std + self.latents_mean
+        return self.vae.decode(latents.to(self.vae.dtype)).sample.clamp(-1, 1)
+
+    # --- the denoiser and guidance --------------------------------------------------------------------------
+
+    def predict_flow(self, latents: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, num_context: int) -> torch.Tensor:
+        """The transformer's flow prediction for latents (B, C, F, h, w) at time t; context tokens get t = 0."""
+        b, _, f, h, w = latents.shape
+        _, ph, pw = self.transformer.config.patch_size
+        if num_context:
+            tokens_per_frame = (h // ph) * (w // pw)
+            timestep = torch.full((b, f, tokens_per_frame), float(t), device=latents.device)
+            timestep[:, :num_context] = 0
+            timestep = timestep.flatten(1)  # (B, F * tokens_per_frame), Wan2.2-TI2V's per-token timesteps
+        else:
+            timestep = torch.full((b,), float(t), device=latents.device)
+        dtype = self.transformer.dtype
+        return self.transformer(latents.to(dtype), timestep=timestep, encoder_hidden_states=cond.to(dtype),
+                                return_dict=False)[0].float()
+
+    def guided_flow(self, latents, t, cond, uncond, num_context, guidance_scale: float) -> torch.Tensor:
+        """Classifier-free guidance: uncond + g * (cond - uncond), both halves in one batch."""
+        if guidance_scale == 1.0:
+            return self.predict_flow(latents, t, cond, num_context)
+        both = self.predict_flow(latents.repeat(2, 1, 1, 1, 1), t, torch.cat([cond, uncond]), num_context)
+        flow_cond, flow_uncond = both.chunk(2)
+        return flow_uncond + guidance_scale * (flow_cond - flow_uncond)
+
+    # --- filming a clip -------------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def film(self, states: torch.Tensor, context: torch.Tensor | None, num_new_frames: int, height: int, width: int,
+             num_inference_steps: int, guidance_scale: float, generator: torch.Generator | None = None,
+             timings: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Film one clip from states (B, Q, D).
+
+        context: clean normalized latents (B, C, c, h, w) or None. Returns (latents, frames): the whole latent
+        sequence (B, C, c + n, h, w), context first, and the decoded frames of the new part only,
+        (B, 3, T, H, W) in [-1, 1] (T = 4n, or 1 + 4(n - 1) when there is no context).
+        """
+        device = self.projector.null_state.device
+        b = states.shape[0]
+        c = 0 if context is None else context.shape[2]
+        h, w = height // self.spatial_scale, width // self.spatial_scale
+        started = time.perf_counter()
+
+        # 1. Condition: the projected state, and the projected null state for guidance.
+        cond = self.projector(states.to(device, self.projector.null_state.dtype))
+        uncond = self.projector.null(b)
+
+        # 2. Timesteps of the flow-matching schedule (a copy: the scheduler keeps a step index).
+        scheduler = copy.deepcopy(self.scheduler)
+        scheduler.set_timesteps(num_inference_steps, device=device)
+
+        # 3. Start the new frames from seeded noise (drawn on the CPU, so a seed gives the same clip anywhere).
+        z = self.vae.config.z_dim
+        noise = torch.randn((b, z, num_new_frames, h, w), generator=generator, dtype=torch.float32)
+        latents = noise.to(device)
+
+        # 4. Denoise: the context stays clean at the head of the sequence, only the new frames move.
+        for t in scheduler.timesteps:
+            model_input = latents if context is None else torch.cat([context.to(latents), latents], dim=2)
+            flow = self.guided_flow(model_input, t, cond, uncond, c, guidance_scale)[:, :, c:]
+            latents = scheduler.step(flow, t, latents, return_dict=False)[0]
+        denoised = time.perf_counter()
+
+        # 5. Decode the whole sequence (the causal VAE needs the context to continue smoothly), keep the new part.
+        full = latents if context is None else torch.cat([context.to(latents), latents], dim=2)
+        frames = self.decode(full)
+        if c:
+            frames = frames[:, :, 1 + self.temporal_scale * (c - 1):]
+        if timings is not None:
+            timings["denoise"] = timings.get("denoise", 0.0) + denoised - started
+            timings["decode"] = timings.get("decode", 0.0) + time.perf_counter() - denoised
+        return full, frames
+
+    # --- save / load ----------------------------------------------------------------------------------------
+
+    def save_pretrained(self, path: str | Path) -> None:
+        """`path/` gets config.json + model.safetensors (the projector and null state); the transformer, VAE and
+        scheduler go in sibling folders written by diffusers."""
+        from safetensors.torch import save_file
+
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        save_json(self.config, path / "config.json")
+        save_file({k: v.detach().contiguous().cpu() for k, v in self.projector.state_dict().items()}, path / "model.safetensors")
+
+    @classmethod
+    def from_parts(cls, transformer, vae, scheduler, path: str | Path) -> "Renderer":
+        from owl.world_model import _load_safetensors, _load_strict
+
+        path = Path(path)
+        config = load_json(RendererConfig, path / "config.json")
+        renderer = cls(transformer, vae, scheduler, config)
+        weights = _load_safetensors(path / "model.safetensors")
+        _load_strict(renderer.projector, dict(renderer.projector.named_parameters()), weights, path)
+        return renderer
+
+
+def to_uint8_thwc(frames: torch.Tensor) -> np.ndarray:
+    """Frames (3, T, H, W) in [-1, 1] -> uint8 (T, H, W, 3)."""
+    return ((frames.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 3, 0).cpu().numpy()
+
+
+def from_uint8_thwc(frames: np.ndarray) -> torch.Tensor:
+    """uint8 (T, H, W, 3) -> frames (3, T, H, W) in [-1, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(frames)).permute(3, 0, 1, 2).float() / 127.5 - 1

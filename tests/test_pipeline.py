@@ -1,0 +1,89 @@
+"""The closed loop through OwlPipeline: clip counts, streaming mp4, storyboard, save/load round trip."""
+
+import json
+
+import decord
+import numpy as np
+import pytest
+
+from owl import OwlPipeline
+from owl.rollout import plan_clips
+
+
+@pytest.mark.parametrize("seconds", [2, 8, 24])
+def test_loop_yields_expected_clips_and_frames(tiny_pipe, seconds):
+    fps = tiny_pipe.renderer.config.fps
+    events = []
+    out = tiny_pipe("a red ball rolls left", seconds=seconds, progress=False, callback=events.append)
+    per_clip = tiny_pipe.renderer.frames_per_clip(False) / fps  # 2 s clips in the tiny preset
+    expected_clips = max(1, int(np.ceil((seconds * fps - 1) / (per_clip * fps))))
+    assert len(out.storyboard.clips) == len(events) == expected_clips == plan_clips(tiny_pipe.renderer, seconds, fps)[0]
+    assert out.frames.shape == (seconds * fps, 64, 64, 3) and out.num_frames == seconds * fps
+    assert sum(len(e.frames) for e in events) == seconds * fps
+    clips = out.storyboard.clips
+    assert clips[0].start == 0 and clips[-1].end == pytest.approx(seconds)
+    assert all(a.end == b.start for a, b in zip(clips, clips[1:]))  # stitched without gaps or repeats
+
+
+def test_mp4_is_read_back_by_decord(tiny_pipe, tmp_path):
+    path = tmp_path / "ball.mp4"
+    out = tiny_pipe("a red ball rolls left", seconds=8, fps=8, output=path, progress=False)
+    assert out.path == path and out.frames is None
+    reader = decord.VideoReader(str(path))
+    assert len(reader) == 64 and reader.get_avg_fps() == pytest.approx(8)
+    assert not [p for p in tmp_path.iterdir() if p.name != "ball.mp4"]  # no temporary file left behind
+
+
+def test_streamed_video_equals_in_memory_frames(tiny_pipe, tmp_path):
+    """Writing to disk does not change what is generated (same seed, same frames up to H.264 loss)."""
+    mem = tiny_pipe("a red ball rolls left", seconds=4, progress=False, seed=3).frames
+    tiny_pipe("a red ball rolls left", seconds=4, progress=False, seed=3, output=tmp_path / "a.mp4")
+    disk = decord.VideoReader(str(tmp_path / "a.mp4")).get_batch(list(range(32))).asnumpy()
+    assert np.abs(disk.astype(int) - mem.astype(int)).mean() < 12
+
+
+def test_scripted_dynamics_appear_in_the_storyboard(tiny_pipe):
+    dynamics = ["the ball moves right.", None, "the ball stops."]
+    out = tiny_pipe("a red ball rolls left", seconds=10, dynamics=dynamics, progress=False)
+    clips = out.storyboard.clips
+    assert [c.dynamics for c in clips[:2]] == ["a red ball rolls left", "the ball moves right."]
+    assert [c.predicted for c in clips] == [False, False, True, False, True]
+    assert clips[3].dynamics == "the ball stops."
+    data = json.loads(out.storyboard.to_json())
+    assert data["clips"][1]["dynamics"] == "the ball moves right." and data["seconds"] == 10
+
+
+def test_too_many_dynamics_is_an_error(tiny_pipe):
+    from owl import OwlError
+
+    with pytest.raises(OwlError, match="dynamics given"):
+        tiny_pipe("a ball", seconds=2, dynamics=["a", "b"], progress=False)
+
+
+def test_memory_last_changes_the_video(tiny_pipe):
+    a = tiny_pipe("a red ball rolls left", seconds=6, progress=False, memory="full").frames
+    b = tiny_pipe("a red ball rolls left", seconds=6, progress=False, memory="last").frames
+    n = tiny_pipe.renderer.frames_per_clip(True)
+    assert np.array_equal(a[:n], b[:n])  # clip 0 comes from the same opening state
+    assert not np.array_equal(a[n:], b[n:])
+
+
+def test_image_to_video_starts_on_the_image(tiny_pipe, tmp_path):
+    from PIL import Image
+
+    image = np.zeros((64, 64, 3), np.uint8)
+    image[16:48, 16:48] = (255, 0, 0)
+    Image.fromarray(image).save(tmp_path / "first.png")
+    out = tiny_pipe("", image=tmp_path / "first.png", seconds=4, progress=False)
+    assert out.frames.shape[0] == 32
+    assert np.array_equal(out.frames[0], image)
+
+
+def test_save_and_load_give_identical_outputs(tiny_pipe, tiny_dir):
+    loaded = OwlPipeline.from_pretrained(tiny_dir)
+    kwargs = dict(prompt="a red ball rolls left", seconds=4, progress=False, seed=5)
+    a, b = tiny_pipe(**kwargs), loaded(**kwargs)
+    assert np.array_equal(a.frames, b.frames)
+    assert [c.dynamics for c in a.storyboard.clips] == [c.dynamics for c in b.storyboard.clips]
+    files = {p.name for p in tiny_dir.rglob("*") if p.is_file()}
+    assert not {f for f in files if f.endswith((".bin", ".pt", ".pkl", ".pth"))}  # safetensors only
