@@ -37,6 +37,8 @@ import numpy as np
 
 from owl.errors import OwlError
 
+VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v")  # what folder scans pick up, in this order
+
 
 def temporary_path(path: Path) -> Path:
     """A unique sibling of `path` for writing before an atomic rename (same folder, so `os.replace` is atomic)."""
@@ -409,6 +411,9 @@ class VideoFile:
         return np.ascontiguousarray(frames[..., :3])
 
 
+_FORKED_AWAY: list = []  # readers a forked child inherited from its parent; see ReaderCache.get
+
+
 class ReaderCache:
     """Open `VideoFile`s of this process, least recently used dropped first.
 
@@ -423,7 +428,10 @@ class ReaderCache:
         self._pid = os.getpid()
 
     def get(self, path: str | os.PathLike, size: tuple[int, int] | int | None = None) -> VideoFile:
-        if self._pid != os.getpid():  # forked: the parent's decoders are not ours to use
+        if self._pid != os.getpid():
+            # Forked (a DataLoader worker): the parent's decoders are not ours to use, and freeing them here can
+            # crash (decord's decoder threads did not survive the fork). Keep them referenced, never touched.
+            _FORKED_AWAY.extend(self._open.values())
             self._open = OrderedDict()
             self._pid = os.getpid()
         key = (str(path), _parse_size(size))

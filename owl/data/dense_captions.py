@@ -44,9 +44,7 @@ from torch.utils.data import Dataset
 from owl.data.bad_entries import BadEntries
 from owl.data.caption_files import CaptionedVideo, Segment, load_captions
 from owl.errors import OwlError
-from owl.video_io import ReaderCache, thwc_to_cthw, video_info
-
-VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v")
+from owl.video_io import VIDEO_EXTENSIONS, ReaderCache, thwc_to_cthw, video_info
 
 
 def clip_captions(timestamps, n_clips: int, clip_seconds: float) -> list[int]:
