@@ -333,8 +333,9 @@ class VideoFile:
         source = io.BytesIO(_unrotated_bytes(self.path)) if self.rotation else where
         try:
             probe = decord.VideoReader(source, ctx=decord.cpu(0), num_threads=threads)
-            coded_h, coded_w = probe[0].shape[:2] if len(probe) else (0, 0)
             count = len(probe)
+            first = probe[0]
+            coded_h, coded_w = first.shape[:2]
         except Exception as exc:  # decord raises DECORDError / RuntimeError / AssertionError with C++ traces
             raise OwlError(f"cannot read video {where!r}: not a readable video file (no decodable video stream)") from exc
         if count == 0:
@@ -353,11 +354,15 @@ class VideoFile:
             try:
                 reader = decord.VideoReader(source, ctx=decord.cpu(0), width=decode_w, height=decode_h,
                                             num_threads=threads)
+                first = reader[0]
             except Exception as exc:
                 raise OwlError(f"cannot read video {where!r}: decoding at {decode_w}x{decode_h} failed") from exc
             top, left = (scaled_h - height) // 2, (scaled_w - width) // 2
             self._crop = (top, left)
         self._reader = reader
+        # decord 0.6 bug: for some frame widths (8, 16, 24, 48, 72, ...) single frames come back with padded rows
+        # (seen as 4, 6 or 12 "channels") and get_batch fails. Such files are read frame by frame, rows unpadded.
+        self._padded_rows = first.shape[-1] != 3
         try:
             times = reader.get_frame_timestamp(np.arange(count)).astype(np.float64)  # (N, 2): start, end
         except Exception as exc:
@@ -383,10 +388,18 @@ class VideoFile:
         )
 
     def indices_at(self, times: np.ndarray) -> np.ndarray:
-        """Index of the frame shown at each time (seconds): the last frame starting before t + half a period."""
+        """Index of the frame nearest each time (seconds; ties to the earlier frame), by the file's timestamps."""
         times = np.asarray(times, dtype=np.float64)
-        index = np.searchsorted(self.times, times + 0.5 * self.frame_period, side="right") - 1
-        return np.clip(index, 0, self.info.frames - 1)
+        after = np.clip(np.searchsorted(self.times, times, side="left"), 0, self.info.frames - 1)
+        before = np.clip(after - 1, 0, self.info.frames - 1)
+        earlier = np.abs(times - self.times[before]) <= np.abs(self.times[after] - times) + 1e-6
+        return np.where(earlier, before, after)
+
+    @staticmethod
+    def _unpad(frame: np.ndarray) -> np.ndarray:
+        """(H, W, k) with rows padded past W * 3 bytes -> (H, W, 3)."""
+        height, width = frame.shape[:2]
+        return frame.reshape(height, -1)[:, :width * 3].reshape(height, width, 3)
 
     def frames(self, indices) -> np.ndarray:
         """Decode exactly these frames, in this order: (T, H, W, 3) uint8, rotated and cropped."""
@@ -398,7 +411,10 @@ class VideoFile:
         # decord seeks per batch; asking once for the sorted unique indices decodes each frame once.
         unique, inverse = np.unique(indices, return_inverse=True)
         try:
-            batch = self._reader.get_batch(unique.tolist()).asnumpy()
+            if self._padded_rows:
+                batch = np.stack([self._unpad(self._reader[int(i)].asnumpy()) for i in unique])
+            else:
+                batch = self._reader.get_batch(unique.tolist()).asnumpy()
         except Exception as exc:
             raise OwlError(f"cannot decode frames of {self.info.path!r}: the file may be damaged") from exc
         frames = batch[inverse]

@@ -10,13 +10,15 @@ How cuts are found. Frames are sampled at `fps` (default 8, at most the video's 
 side is `size` pixels. For each pair of consecutive frames two distances are measured, each in [0, 1]:
 - colour: 1 - intersection of their RGB histograms (4 levels per channel, 64 bins); blind to motion, since
   moving things keep their colours;
-- structure: (1 - SSIM) / 2 of their grey images (SSIM over 8x8 blocks); blind to slow brightness changes.
+- structure: 1 - SSIM of their grey images (SSIM over 16x16 blocks, clipped to [0, 1]); blind to slow
+  brightness changes, since a fade keeps every edge where it was.
 Their mean is the change. A hard cut is where the change exceeds the running mean of the previous `window`
-seconds of changes by `sigmas` (3) standard deviations and an absolute `floor`, and where colour and structure
-both moved by at least `part_floor`. Sustained fast motion raises the running mean and never moves the colours,
-a fade moves colours but keeps structure: neither cuts. A gradual transition (fade, dissolve) is found instead by
-comparing frames `gradual_seconds` apart: where their colour distance exceeds `gradual_floor` with no hard cut
-between them, the transition is cut at its middle (the peak of that long-range distance).
+seconds of changes by `sigmas` (3) standard deviations and an absolute `floor`, with the colours moving by at
+least `colour_floor` and the structure by at least `structure_floor`. Fast motion moves structure, not colours;
+a fade or dissolve moves colours, step by step, not structure: neither cuts, and sustained motion also raises the
+running mean. A gradual transition is found instead by comparing frames `gradual_seconds` apart: where their
+colour distance exceeds `gradual_floor` with no hard cut between them, the transition is cut at the middle of
+that stretch.
 
 Scores of each shot, on the analysis frames: motion, the mean fraction of pixels whose grey level changes by more
 than 8/255 from one frame to the next (per 1/`fps` s); sharpness, the mean absolute Laplacian of the grey image
@@ -48,7 +50,8 @@ class ScanSettings:
     window: float = 2.0           # seconds of past changes in the running mean / std
     sigmas: float = 3.0           # a cut exceeds the running mean by this many standard deviations
     floor: float = 0.25           # ... and this absolute change
-    part_floor: float = 0.1       # ... with colour and structure each changing at least this much
+    colour_floor: float = 0.1     # ... with the colour distance at least this
+    structure_floor: float = 0.15  # ... and the structural distance at least this
     gradual_seconds: float = 1.0  # gradual transitions: compare frames this far apart
     gradual_floor: float = 0.5    # ... and cut where their colour distance exceeds this
     min_seconds: float = 1.0      # shots shorter than this are not written
@@ -77,7 +80,7 @@ def _grey(frames_thwc: np.ndarray) -> np.ndarray:
     return frames_thwc.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
 
 
-def _ssim(a: np.ndarray, b: np.ndarray, block: int = 8) -> float:
+def _ssim(a: np.ndarray, b: np.ndarray, block: int = 16) -> float:
     """Mean SSIM over non-overlapping blocks of two grey images (0..255)."""
     h, w = (a.shape[0] // block) * block, (a.shape[1] // block) * block
     if h == 0 or w == 0:  # tinier than one block: one block of the whole image
@@ -131,7 +134,7 @@ def frame_features(chunks) -> FrameFeatures:
                 colour.append(0.0), structure.append(0.0), motion.append(0.0)
             else:
                 colour.append(1.0 - float(np.minimum(prev_hist, h[i]).sum()))
-                structure.append(min(1.0, max(0.0, (1.0 - _ssim(prev_grey, g[i])) / 2)))
+                structure.append(min(1.0, max(0.0, 1.0 - _ssim(prev_grey, g[i]))))
                 motion.append(float((np.abs(g[i] - prev_grey) > 8).mean()))
             prev_hist, prev_grey = h[i], g[i]
         hists.append(h)
@@ -151,8 +154,8 @@ def find_cuts(features: FrameFeatures, fps: float, settings: ScanSettings = Scan
     for t in range(1, n):
         recent = np.array(history[-window:]) if history else np.zeros(1)
         threshold = max(settings.floor, recent.mean() + settings.sigmas * recent.std())
-        is_cut = (change[t] > threshold and features.colour[t] >= settings.part_floor
-                  and features.structure[t] >= settings.part_floor)
+        is_cut = (change[t] > threshold and features.colour[t] >= settings.colour_floor
+                  and features.structure[t] >= settings.structure_floor)
         if is_cut:
             cuts.append(Cut(t, t / fps, "hard"))
             history = []  # a new shot: its own statistics
@@ -171,8 +174,9 @@ def find_cuts(features: FrameFeatures, fps: float, settings: ScanSettings = Scan
             end = t
             while end + 1 < n and far[end + 1] > settings.gradual_floor:
                 end += 1
-            peak = t + int(np.argmax(far[t:end + 1]))
-            middle = peak - gap // 2
+            # frames gap apart differ from (transition start) to (transition end + gap): the middle of the
+            # transition is the middle of that stretch, less half the gap
+            middle = int(round((t + end) / 2 - gap / 2))
             cuts.append(Cut(middle, middle / fps, "gradual"))
             t = end + gap
         else:
