@@ -97,14 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--quiet", action="store_true", help="no progress bars")
     gen.set_defaults(func=cmd_generate)
 
+    from owl.data.commands import add_data_commands
     from owl.train.commands import add_train_commands
 
-    try:  # TODO(data): import directly once owl.data.commands lands
-        from owl.data.commands import add_data_commands
-    except ImportError:
-        pass
-    else:
-        add_data_commands(sub)
+    add_data_commands(sub)
     add_train_commands(sub)
     return parser
 

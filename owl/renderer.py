@@ -58,8 +58,15 @@ class Renderer(nn.Module):
         self.temporal_scale = int(vae.config.scale_factor_temporal)
         self.spatial_scale = int(vae.config.scale_factor_spatial)
         z = vae.config.z_dim
-        self.register_buffer("latents_mean", torch.tensor(vae.config.latents_mean[:z]).view(1, z, 1, 1, 1), persistent=False)
-        self.register_buffer("latents_std", torch.tensor(vae.config.latents_std[:z]).view(1, z, 1, 1, 1), persistent=False)
+        self.register_buffer("latents_mean", torch.zeros(1, z, 1, 1, 1), persistent=False)
+        self.register_buffer("latents_std", torch.ones(1, z, 1, 1, 1), persistent=False)
+        self.refresh_latent_stats()
+
+    def refresh_latent_stats(self) -> None:
+        """Read the latent normalization (per-channel mean and std) from the VAE's config."""
+        z = self.vae.config.z_dim
+        self.latents_mean.copy_(torch.tensor(self.vae.config.latents_mean[:z]).view(1, z, 1, 1, 1))
+        self.latents_std.copy_(torch.tensor(self.vae.config.latents_std[:z]).view(1, z, 1, 1, 1))
 
     @property
     def size_multiple(self) -> int:
@@ -113,6 +120,32 @@ class Renderer(nn.Module):
         both = self.predict_flow(latents.repeat(2, 1, 1, 1, 1), t, torch.cat([cond, uncond]), num_context)
         flow_cond, flow_uncond = both.chunk(2)
         return flow_uncond + guidance_scale * (flow_cond - flow_uncond)
+
+    # --- training -------------------------------------------------------------------------------------------
+
+    def flow_matching_loss(self, latents: torch.Tensor, cond: torch.Tensor, num_context: torch.Tensor,
+                           generator: torch.Generator) -> torch.Tensor:
+        """Rectified-flow loss on clean latents (B, C, F, h, w) given cond (B, Q, text_dim).
+
+        num_context (B,): how many leading latent frames of each sample are clean context (timestep 0, no loss).
+        x_s = (1 - s) x_0 + s e with s ~ U(0, 1) shifted as the sampler's schedule is; the target is e - x_0.
+        """
+        b, _, f, h, w = latents.shape
+        device = latents.device
+        u = torch.rand(b, generator=generator).to(device)
+        shift = self.config.flow_shift
+        sigma = (shift * u / (1 + (shift - 1) * u)).view(b, 1, 1, 1, 1)
+        noise = torch.randn(latents.shape, generator=generator).to(device)
+        is_context = (torch.arange(f, device=device)[None] < num_context.to(device)[:, None]).view(b, 1, f, 1, 1)
+        noisy = torch.where(is_context, latents, (1 - sigma) * latents + sigma * noise)
+        _, ph, pw = self.transformer.config.patch_size
+        per_frame = torch.where(is_context.view(b, f), 0.0, sigma.view(b, 1) * 1000)  # scheduler timesteps are s * 1000
+        timestep = per_frame[:, :, None].expand(b, f, (h // ph) * (w // pw)).flatten(1)
+        dtype = self.transformer.dtype
+        flow = self.transformer(noisy.to(dtype), timestep=timestep, encoder_hidden_states=cond.to(dtype),
+                                return_dict=False)[0].float()
+        weight = (~is_context).float().expand_as(latents)
+        return ((flow - (noise - latents)) ** 2 * weight).sum() / weight.sum().clamp(min=1)
 
     # --- filming a clip -------------------------------------------------------------------------------------
 

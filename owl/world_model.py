@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from owl.config import WorldModelConfig, from_dict, load_json, save_json
+from owl.config import WorldModelConfig, load_json, save_json
 from owl.errors import OwlError
 
 
@@ -44,6 +44,15 @@ class Segment:
 
 def _text_positions(length: int, device) -> torch.Tensor:
     return torch.arange(length, device=device).expand(3, length)
+
+
+def layout(segments: list[Segment], start: int = 0) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Lay segments end to end: embeddings (L, D), absolute positions (3, L), and where the next one starts."""
+    positions, offset = [], start
+    for s in segments:
+        positions.append(s.positions + offset)
+        offset += s.span
+    return torch.cat([s.embeds for s in segments]), torch.cat(positions, dim=1), offset
 
 
 class WorldModel(nn.Module):
@@ -132,12 +141,14 @@ class WorldModel(nn.Module):
             segments.append(Segment(torch.cat([start, image, end]), positions, last + 2))
         return segments
 
+    def key_frames(self, clip_thwc: np.ndarray) -> np.ndarray:
+        """The K key frames of a clip (K, H, W, 3), evenly spaced and ending on its last frame."""
+        k, n = self.config.key_frames, len(clip_thwc)
+        return clip_thwc[[min(n - 1, round((i + 1) * n / k) - 1) for i in range(k)]]
+
     def observation_segments(self, clip_thwc: np.ndarray) -> list[Segment]:
-        """O_t: K key frames of a clip, evenly spaced and ending on its last frame."""
-        k = self.config.key_frames
-        n = len(clip_thwc)
-        idx = [min(n - 1, round((i + 1) * n / k) - 1) for i in range(k)]
-        return self.frame_segments(clip_thwc[idx])
+        """O_t: the key frames of a clip, one segment each."""
+        return self.frame_segments(self.key_frames(clip_thwc))
 
     # --- running the LMM ------------------------------------------------------------------------------------
 
@@ -145,6 +156,22 @@ class WorldModel(nn.Module):
         """Last-layer hidden states (B, L, D) of `embeds` (B, L, D) at `positions` (3, B, L), extending `cache`."""
         out = self.language_model(inputs_embeds=embeds, position_ids=positions, past_key_values=cache, use_cache=cache is not None)
         return out.last_hidden_state
+
+    def run_batch(self, sequences: list[list[Segment]]) -> torch.Tensor:
+        """Hidden states (B, L_max, D) of whole sequences at once (training, teacher forcing).
+
+        Sequences are right-padded: under the causal mask no real token sees a pad, so no attention mask is
+        needed and each sequence's hidden states equal those of running it alone.
+        """
+        laid = [layout(segments)[:2] for segments in sequences]
+        longest = max(e.shape[0] for e, _ in laid)
+        embeds = torch.zeros(len(laid), longest, self.hidden_size, device=self.device, dtype=laid[0][0].dtype)
+        positions = torch.zeros(3, len(laid), longest, dtype=torch.long, device=self.device)
+        for b, (e, p) in enumerate(laid):
+            embeds[b, : e.shape[0]] = e
+            positions[:, b, : e.shape[0]] = p
+            positions[:, b, e.shape[0]:] = p.max() + 1 + torch.arange(longest - e.shape[0], device=self.device)
+        return self.run(embeds, positions)
 
     def session(self, memory: str = "full", use_cache: bool = True) -> "WorldSession":
         return WorldSession(self, memory=memory, use_cache=use_cache)
@@ -164,8 +191,6 @@ class WorldModel(nn.Module):
     @classmethod
     def from_parts(cls, vlm, tokenizer, image_processor, path: str | Path) -> "WorldModel":
         """Load Owl's part from `path/` (see `save_pretrained`) around an already loaded LMM."""
-        from safetensors.torch import load_file
-
         path = Path(path)
         config = load_json(WorldModelConfig, path / "config.json")
         model = cls(vlm, tokenizer, image_processor, config)
@@ -226,12 +251,7 @@ class WorldSession:
 
     def _feed(self, segments: list[Segment]) -> torch.Tensor:
         """Append segments to the history and return their hidden states (L, D)."""
-        embeds = torch.cat([s.embeds for s in segments])
-        positions, offset = [], self.position
-        for s in segments:
-            positions.append(s.positions + offset)
-            offset += s.span
-        positions = torch.cat(positions, dim=1)
+        embeds, positions, offset = layout(segments, self.position)
         new = embeds.shape[0]
         if self.use_cache:
             hidden = self.wm.run(embeds[None], positions[:, None], self.cache)[0]

@@ -1,0 +1,94 @@
+"""Stage `align` (Owl-1 stage 1): the VDM is frozen; the state queries (and the projector, and LoRA on the LMM if
+configured) learn to make the state read after a caption match text-condition features of that caption (MSE).
+
+    owl train align --config configs/shapes/align.yaml
+
+The LMM reads `[caption] S_0`, as at the first step of a rollout, and s_0 is compared with a target:
+- `text_encoder`: the VDM's own text-encoder features (Wan: UMT5-XXL, 4096-d), the paper's target. The
+  projected state (Q, text_dim) matches the first Q encoder tokens, zero past the caption's end, as Wan pads
+  its text condition.
+- `lmm_text`, for a VDM trained from scratch that has no text encoder (the shipped model): the LMM's own
+  last-layer hidden states of the caption read alone, resampled to Q tokens. The queries then learn to carry
+  the caption into the state before the VDM ever sees it; the projector is trained later, in stage 2. The LMM
+  must stay frozen here (no lr_lmm, no LoRA), or the target would move with what is trained.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from owl.data.collate import collate
+from owl.errors import OwlError
+from owl.train.common import AlignConfig, add_lora, check_data, load_pipeline, resolve_model, train
+from owl.train.data import prepare_videos
+
+
+class Captions(torch.utils.data.Dataset):
+    def __init__(self, videos):
+        self.captions = sorted({c for v in videos for c in v.captions if c})
+
+    def __len__(self) -> int:
+        return len(self.captions)
+
+    def __getitem__(self, i: int) -> dict:
+        return {"caption": self.captions[i]}
+
+
+def read_states(world_model, captions: list[str]) -> torch.Tensor:
+    """s_0 after `[caption] S_0` for each caption: (B, Q, D)."""
+    sequences = [[world_model.embed_ids(world_model.text_ids(c)), world_model.query_segment()] for c in captions]
+    hidden = world_model.run_batch(sequences)
+    q = world_model.config.num_queries
+    starts = [s[0].embeds.shape[0] for s in sequences]
+    return torch.stack([hidden[b, i : i + q] for b, i in enumerate(starts)])
+
+
+class AlignLoss(nn.Module):
+    def __init__(self, pipe, cfg: AlignConfig):
+        super().__init__()
+        self.world_model, self.projector, self.cfg = pipe.world_model, pipe.renderer.projector, cfg
+        if cfg.align_target == "text_encoder":
+            from transformers import AutoTokenizer, T5EncoderModel
+
+            if not Path(cfg.text_encoder).is_dir():
+                raise OwlError(f"align_target text_encoder needs text_encoder: a local encoder folder, got {cfg.text_encoder!r}")
+            self.encoder = T5EncoderModel.from_pretrained(cfg.text_encoder, use_safetensors=True).eval().requires_grad_(False)
+            self.encoder_tokenizer = AutoTokenizer.from_pretrained(cfg.text_encoder)
+        elif cfg.align_target != "lmm_text":
+            raise OwlError(f"align_target must be lmm_text or text_encoder, got {cfg.align_target!r}")
+        elif cfg.lr_lmm > 0 or cfg.lora_rank > 0:
+            raise OwlError("align_target lmm_text needs a frozen LMM: set lr_lmm=0 and lora_rank=0")
+
+    @torch.no_grad()
+    def target(self, captions: list[str]) -> torch.Tensor:
+        wm, q = self.world_model, self.world_model.config.num_queries
+        if self.cfg.align_target == "text_encoder":
+            tokens = self.encoder_tokenizer(captions, padding="max_length", max_length=q, truncation=True, return_tensors="pt")
+            features = self.encoder(**tokens.to(self.encoder.device)).last_hidden_state
+            return features * tokens["attention_mask"][..., None]  # zero past the caption, as Wan pads
+        out = []
+        for caption in captions:
+            ids = wm.text_ids(caption)
+            hidden = wm.run(wm.embed_ids(ids).embeds[None], torch.arange(len(ids), device=wm.device).expand(3, 1, -1))
+            out.append(F.interpolate(hidden.transpose(1, 2), size=q, mode="linear", align_corners=True).transpose(1, 2)[0])
+        return torch.stack(out)
+
+    def forward(self, batch: dict, generator: torch.Generator):
+        states = read_states(self.world_model, batch["caption"])
+        pred = self.projector(states) if self.cfg.align_target == "text_encoder" else states
+        loss = F.mse_loss(pred.float(), self.target(batch["caption"]).float())
+        return loss, {}
+
+
+def main(cfg: AlignConfig, resume: bool = False, quiet: bool = False) -> Path:
+    model, data = resolve_model(cfg.model), check_data(cfg)
+    pipe = load_pipeline(model, cfg.seed)
+    if cfg.lora_rank > 0:
+        add_lora(pipe.world_model, cfg.lora_rank)
+    loss = AlignLoss(pipe, cfg)
+    videos = prepare_videos(data, pipe.renderer, latents=False, max_videos=cfg.max_videos, skip_invalid=cfg.skip_invalid)
+    return train(cfg, "align", pipe, loss, Captions(videos), collate, resume, quiet)

@@ -1,0 +1,438 @@
+"""What the four training stages share: settings, the model they start from, optimizer groups, checkpoints, logs.
+
+Each stage (`vae.py`, `align.py`, `generate.py`, `world.py`) is a linear script that defines its loss as a small
+`nn.Module` and calls `train(...)` below; there is no trainer class to subclass.
+
+- Settings: `TrainConfig` (shared fields) and one subclass per stage; a YAML file plus `--set key=value` overrides,
+  refused with a one-line error on an unknown key or a wrong type before anything is built or loaded.
+- One learning rate per component, 0 meaning frozen (after nanoVLM): queries, lmm, lora, vision, projector,
+  transformer, vae. Warmup then cosine decay; AdamW; gradient clipping; EMA of the VDM transformer (diffusers'
+  EMAModel); mixed precision and gradient accumulation from accelerate.
+- Determinism: batch b of step k is a pure function of (seed, k), and so is the noise of step k, so `--resume`
+  replays exactly the steps an uninterrupted run would take.
+- Artifacts: `output_dir/model/` is a `save_pretrained` folder (the release artifact, loaded by the next stage
+  and by OwlPipeline); `output_dir/checkpoints/step-N/` is accelerate's `save_state` (resume state). Both are
+  written under a temporary name and renamed when complete, so a crash never leaves a folder that looks done.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from owl.errors import OwlError
+
+STAGES = ("vae", "align", "generate", "world")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    model: str = "preset:tiny"  # where the stage starts: a save_pretrained folder, a stage's output_dir, or preset:NAME
+    data: str = ""  # a dense-caption file (ActivityNet JSON or Vript) whose videos sit beside it
+    output_dir: str = "outputs/stage"
+    steps: int = 100
+    batch_size: int = 4
+    grad_accum: int = 1
+    # one learning rate per component; 0 = frozen
+    lr_queries: float = 0.0
+    lr_lmm: float = 0.0  # full fine-tuning of the LMM's language model
+    lr_lora: float = 0.0  # LoRA on the LMM's attention (peft), used when lora_rank > 0
+    lora_rank: int = 0
+    lr_vision: float = 0.0
+    lr_projector: float = 0.0
+    lr_transformer: float = 0.0
+    lr_vae: float = 0.0
+    weight_decay: float = 0.0
+    warmup_steps: int = 10
+    min_lr_ratio: float = 0.1  # cosine decays to this fraction of each learning rate
+    grad_clip: float = 1.0
+    ema_decay: float = 0.0  # EMA of the VDM transformer; 0 = off
+    mixed_precision: str = "no"  # no | fp16 | bf16 (accelerate)
+    gradient_checkpointing: bool = False
+    seed: int = 0
+    save_every: int = 50  # resume state every N steps (and on Ctrl-C)
+    keep_checkpoints: int = 2
+    log_every: int = 10
+    fixed_batch: bool = False  # train on one batch again and again (a check that the loss can fall)
+    max_videos: int = 0  # use only the first N videos; 0 = all
+    skip_invalid: bool = False  # skip bad caption entries (counted in a warning) instead of stopping
+
+
+@dataclass(frozen=True)
+class VAEConfig(TrainConfig):
+    lr_vae: float = 1e-3
+    frames: int = 17  # frames per training window (1 + 4k)
+    kl_weight: float = 1e-6
+    window_start_prob: float = 0.5  # decode from a mid-sequence latent, as the rollout does after context
+
+
+@dataclass(frozen=True)
+class AlignConfig(TrainConfig):
+    lr_queries: float = 1e-3
+    lr_projector: float = 1e-3
+    align_target: str = "lmm_text"  # lmm_text (no text encoder: see align.py) | text_encoder
+    text_encoder: str = ""  # a transformers T5/UMT5 encoder folder, for align_target=text_encoder
+
+
+@dataclass(frozen=True)
+class GenerateConfig(TrainConfig):
+    lr_queries: float = 1e-3
+    lr_projector: float = 1e-3
+    lr_transformer: float = 1e-3
+    cond_dropout: float = 0.1  # the null state replaces the condition, for classifier-free guidance
+    context_dropout: float = 0.3  # windows without context frames, so first clips and scene starts are learned
+
+
+@dataclass(frozen=True)
+class WorldConfig(TrainConfig):
+    lr_queries: float = 5e-4
+    lr_projector: float = 5e-4
+    lr_transformer: float = 5e-4
+    lr_lmm: float = 5e-4
+    clips_per_sample: int = 4  # T steps of teacher forcing
+    dynamics_weight: float = 1.0  # weight of the next-token loss on d_t beside the denoising loss
+    cond_dropout: float = 0.1
+
+
+STAGE_CONFIGS = {"vae": VAEConfig, "align": AlignConfig, "generate": GenerateConfig, "world": WorldConfig}
+
+
+def parse_value(text: str, expected: type, key: str):
+    """A `--set` value as the field's type."""
+    try:
+        if expected is bool:
+            if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError
+            return text.lower() in ("true", "1", "yes")
+        return expected(text)
+    except ValueError:
+        raise OwlError(f"--set {key}={text}: {key} must be {expected.__name__}") from None
+
+
+def load_config(stage: str, path: str | None, overrides: list[str]) -> TrainConfig:
+    """Settings of `stage` from a YAML file plus `key=value` overrides; unknown keys and wrong types refused."""
+    import yaml
+
+    if stage not in STAGE_CONFIGS:
+        raise OwlError(f"unknown stage {stage!r}; accepted: {', '.join(STAGES)}")
+    cls = STAGE_CONFIGS[stage]
+    data = {}
+    if path:
+        if not Path(path).is_file():
+            raise OwlError(f"config file not found: {path!r}")
+        try:
+            data = yaml.safe_load(Path(path).read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise OwlError(f"config {path!r} is not valid YAML: {str(exc).splitlines()[0]}") from exc
+        if not isinstance(data, dict):
+            raise OwlError(f"config {path!r} must be a mapping of settings")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    defaults = cls()
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise OwlError(f"--set takes key=value, got {item!r}")
+        if key not in fields:
+            raise OwlError(f"--set {key}: unknown setting for stage {stage}; accepted: {', '.join(sorted(fields))}")
+        data[key] = parse_value(value, type(getattr(defaults, key)), key)
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise OwlError(f"{path}: unknown setting(s) {unknown} for stage {stage}; accepted: {', '.join(sorted(fields))}")
+    for key, value in data.items():
+        expected = type(getattr(defaults, key))
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            data[key] = value = float(value)
+        if not isinstance(value, expected) or (expected is not bool and isinstance(value, bool)):
+            raise OwlError(f"{path}: {key} must be {expected.__name__}, got {value!r}")
+    cfg = cls(**data)
+    if cfg.mixed_precision not in ("no", "fp16", "bf16"):
+        raise OwlError(f"mixed_precision must be no, fp16 or bf16, got {cfg.mixed_precision!r}")
+    if cfg.steps < 1 or cfg.batch_size < 1 or cfg.grad_accum < 1:
+        raise OwlError("steps, batch_size and grad_accum must be positive")
+    return cfg
+
+
+# --- the model a stage starts from ---------------------------------------------------------------------------
+
+def resolve_model(spec: str) -> str | Path:
+    """`preset:NAME`, a save_pretrained folder, or a stage output_dir holding `model/`; checked before training."""
+    if spec.startswith("preset:"):
+        from owl.config import get_preset
+
+        get_preset(spec.split(":", 1)[1])
+        return spec
+    path = Path(spec)
+    if (path / "model" / "model_index.json").is_file():
+        return path / "model"
+    if (path / "model_index.json").is_file():
+        return path
+    if not path.exists():
+        raise OwlError(f"model not found: {spec!r} (a previous stage's output_dir, a saved Owl folder, or preset:NAME)")
+    raise OwlError(f"{spec!r} is not an Owl model folder (no model_index.json); give a previous stage's output_dir")
+
+
+def load_pipeline(spec: str | Path, seed: int):
+    from owl.pipeline import OwlPipeline
+
+    if isinstance(spec, str) and spec.startswith("preset:"):
+        return OwlPipeline.from_preset(spec.split(":", 1)[1], seed=seed)
+    return OwlPipeline.from_pretrained(spec)
+
+
+def check_data(cfg: TrainConfig) -> Path:
+    path = Path(cfg.data)
+    if not cfg.data or not path.exists():
+        raise OwlError(f"data not found: {cfg.data!r} (a captions file in ActivityNet or Vript format)")
+    return path
+
+
+# --- optimizer ------------------------------------------------------------------------------------------------
+
+def add_lora(world_model, rank: int) -> None:
+    """Wrap the LMM's language model with LoRA adapters on its attention projections (peft)."""
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0,
+                        target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])
+    world_model.vlm.model.language_model = get_peft_model(world_model.vlm.model.language_model, config)
+
+
+def param_groups(cfg: TrainConfig, pipe) -> list[dict]:
+    """One AdamW group per component with a non-zero learning rate; everything else is frozen."""
+    wm, r = pipe.world_model, pipe.renderer
+    lm = wm.vlm.model.language_model
+    lora = [p for n, p in lm.named_parameters() if "lora_" in n]
+    base_lm = [p for n, p in lm.named_parameters() if "lora_" not in n]
+    components = {
+        "queries": (cfg.lr_queries, [wm.state_queries]),
+        "lmm": (cfg.lr_lmm, base_lm + list(wm.vlm.get_output_embeddings().parameters())),
+        "lora": (cfg.lr_lora, lora),
+        "vision": (cfg.lr_vision, list(wm.visual.parameters())),
+        "projector": (cfg.lr_projector, list(r.projector.parameters())),
+        "transformer": (cfg.lr_transformer, list(r.transformer.parameters())),
+        "vae": (cfg.lr_vae, list(r.vae.parameters())),
+    }
+    for module in (wm, r):
+        module.requires_grad_(False)
+    groups, seen = [], set()
+    for name, (lr, params) in components.items():
+        params = [p for p in params if id(p) not in seen]  # tied embeddings appear twice
+        seen.update(id(p) for p in params)
+        if lr > 0 and params:
+            for p in params:
+                p.requires_grad_(True)
+            groups.append({"name": name, "params": params, "lr": lr, "weight_decay": cfg.weight_decay})
+    if not groups:
+        raise OwlError("every learning rate is 0: nothing to train (set lr_<component> > 0)")
+    return groups
+
+
+def lr_lambda(cfg: TrainConfig) -> Callable[[int], float]:
+    def factor(step: int) -> float:
+        if step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+        return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return factor
+
+
+# --- deterministic data order ---------------------------------------------------------------------------------
+
+class StepBatches(torch.utils.data.Sampler):
+    """Batch indices for steps start, start+1, ...: a seeded permutation per epoch, so step k's batch depends only
+    on (seed, k). With `fixed` every step gets the first batch."""
+
+    def __init__(self, num_items: int, batch_size: int, seed: int, start_step: int = 0, fixed: bool = False):
+        if num_items < 1:
+            raise OwlError("the training data holds no usable samples")
+        self.num_items, self.batch_size, self.seed, self.start, self.fixed = num_items, batch_size, seed, start_step, fixed
+
+    def batch(self, step: int) -> list[int]:
+        per_epoch = max(1, self.num_items // self.batch_size)
+        epoch, index = divmod(0 if self.fixed else step, per_epoch)
+        order = torch.randperm(self.num_items, generator=torch.Generator().manual_seed(self.seed * 7919 + epoch))
+        picks = order.repeat(-(-self.batch_size // self.num_items))  # fewer items than a batch: repeat
+        return picks[index * self.batch_size : (index + 1) * self.batch_size].tolist()
+
+    def __iter__(self):
+        step = self.start
+        while True:
+            yield self.batch(step)
+            step += 1
+
+    def __len__(self) -> int:
+        return 2**31 - 1
+
+
+def step_generator(seed: int, step: int, rank: int) -> torch.Generator:
+    """The noise of one step on one process: a pure function of (seed, step, rank)."""
+    return torch.Generator().manual_seed((seed * 1_000_003 + step) * 64 + rank)
+
+
+# --- checkpoints ------------------------------------------------------------------------------------------------
+
+def _replace_dir(tmp: Path, final: Path) -> None:
+    """Move a finished folder into place; an older one at `final` is removed only after."""
+    old = final.with_name(final.name + ".old")
+    if final.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(final, old)
+    os.replace(tmp, final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def latest_checkpoint(output_dir: Path) -> Path | None:
+    ckpts = sorted((output_dir / "checkpoints").glob("step-*[0-9]"), key=lambda p: int(p.name.split("-")[1]))
+    complete = [p for p in ckpts if (p / "owl_state.json").is_file()]
+    return complete[-1] if complete else None
+
+
+def save_checkpoint(accelerator, output_dir: Path, step: int, keep: int) -> None:
+    """accelerate's save_state under a temporary name, renamed when complete; the marker file is written last."""
+    root = output_dir / "checkpoints"
+    final = root / f"step-{step:07d}"
+    tmp = root / f".tmp-step-{step:07d}"
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp))
+    if accelerator.is_main_process:
+        (tmp / "owl_state.json").write_text(json.dumps({"step": step}) + "\n")
+        _replace_dir(tmp, final)
+        for old in sorted(root.glob("step-*[0-9]"), key=lambda p: int(p.name.split("-")[1]))[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+
+
+def save_artifact(pipe, output_dir: Path, ema=None, lora_dir: bool = True) -> Path:
+    """The release artifact: `output_dir/model/`, a save_pretrained folder (EMA weights and merged LoRA in it)."""
+    from peft import PeftModel
+
+    final, tmp = output_dir / "model", output_dir / ".tmp-model"
+    shutil.rmtree(tmp, ignore_errors=True)
+    release = copy.deepcopy(pipe)
+    lm = release.world_model.vlm.model.language_model
+    if isinstance(lm, PeftModel):
+        if lora_dir:
+            lm.save_pretrained(tmp / "lora")  # the adapter alone, loadable with peft
+        release.world_model.vlm.model.language_model = lm.merge_and_unload()
+    if ema is not None:
+        ema.copy_to(release.renderer.transformer.parameters())
+    release.save_pretrained(tmp)
+    _replace_dir(tmp, final)
+    return final
+
+
+# --- the loop ---------------------------------------------------------------------------------------------------
+
+def train(cfg: TrainConfig, stage: str, pipe, loss_module: nn.Module, dataset, collate: Callable, resume: bool,
+          quiet: bool = False, before_save: Callable[[], None] | None = None) -> Path:
+    """Run `cfg.steps` optimizer steps of `loss_module(batch, generator) -> (loss, {name: value})`.
+
+    `before_save` runs once before the release artifact is written. Returns the artifact's folder. Ctrl-C saves
+    the resume state first.
+    """
+    from accelerate import Accelerator
+    from accelerate.utils import DistributedDataParallelKwargs, set_seed
+    from tqdm.auto import tqdm
+
+    output_dir = Path(cfg.output_dir)
+    accelerator = Accelerator(
+        mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum,
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+    set_seed(cfg.seed)
+    if accelerator.is_main_process:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        (output_dir / "config.json").write_text(json.dumps({"stage": stage, **dataclasses.asdict(cfg)}, indent=2) + "\n")
+
+    groups = param_groups(cfg, pipe)
+    if cfg.gradient_checkpointing:
+        pipe.world_model.vlm.gradient_checkpointing_enable()
+        pipe.renderer.transformer.enable_gradient_checkpointing()
+    optimizer = torch.optim.AdamW(groups, betas=(0.9, 0.99))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
+    ema = None
+    if cfg.ema_decay > 0 and cfg.lr_transformer > 0:
+        from diffusers.training_utils import EMAModel
+
+        ema = EMAModel(pipe.renderer.transformer.parameters(), decay=cfg.ema_decay)
+        accelerator.register_for_checkpointing(ema)
+    loss_module.train()
+    model, optimizer, scheduler = accelerator.prepare(loss_module, optimizer, scheduler)
+
+    start = 0
+    if resume:
+        ckpt = latest_checkpoint(output_dir)
+        if ckpt is None:
+            raise OwlError(f"--resume: no complete checkpoint under {str(output_dir / 'checkpoints')!r}")
+        accelerator.load_state(str(ckpt))
+        start = json.loads((ckpt / "owl_state.json").read_text())["step"]
+    # Every process reads whole global batches and keeps its slice, so the data order never depends on the
+    # number of processes, and step k's batch is the same after a resume.
+    sampler = StepBatches(len(dataset), cfg.batch_size * cfg.grad_accum * accelerator.num_processes, cfg.seed,
+                          start, cfg.fixed_batch)
+    log_path = output_dir / "log.jsonl"
+    bar = tqdm(total=cfg.steps, initial=start, desc=f"train {stage}", disable=quiet or not accelerator.is_main_process)
+    step = start
+    try:
+        while step < cfg.steps:
+            tick = time.perf_counter()
+            indices = sampler.batch(step)
+            per_rank = len(indices) // accelerator.num_processes
+            mine = indices[accelerator.process_index * per_rank : (accelerator.process_index + 1) * per_rank]
+            totals: dict[str, float] = {}
+            for micro in range(cfg.grad_accum):
+                chunk = mine[micro * cfg.batch_size : (micro + 1) * cfg.batch_size]
+                batch = collate([dataset[i] for i in chunk])
+                generator = step_generator(cfg.seed, step * cfg.grad_accum + micro, accelerator.process_index)
+                with accelerator.accumulate(model):
+                    loss, parts = model(batch, generator)
+                    accelerator.backward(loss)
+                    if accelerator.sync_gradients and cfg.grad_clip > 0:
+                        accelerator.clip_grad_norm_([p for g in groups for p in g["params"]], cfg.grad_clip)
+                    optimizer.step()
+                    scheduler.step()
+                    optimizer.zero_grad(set_to_none=True)
+                for k, v in {"loss": float(loss.detach()), **parts}.items():
+                    totals[k] = totals.get(k, 0.0) + v / cfg.grad_accum
+            if ema is not None:
+                ema.step(pipe.renderer.transformer.parameters())
+            step += 1
+            record = {"step": step, **{k: round(v, 6) for k, v in totals.items()},
+                      **{f"lr_{g['name']}": g["lr"] for g in optimizer.param_groups},
+                      "samples_per_s": round(len(indices) / (time.perf_counter() - tick), 3)}
+            if accelerator.is_main_process:
+                with open(log_path, "a") as f:
+                    f.write(json.dumps(record) + "\n")
+                bar.set_postfix(loss=f"{totals['loss']:.4f}", sps=record["samples_per_s"])
+            bar.update(1)
+            if step % cfg.save_every == 0 and step < cfg.steps:
+                save_checkpoint(accelerator, output_dir, step, cfg.keep_checkpoints)
+    except KeyboardInterrupt:
+        save_checkpoint(accelerator, output_dir, step, cfg.keep_checkpoints)
+        raise
+    bar.close()
+    save_checkpoint(accelerator, output_dir, step, cfg.keep_checkpoints)
+    artifact = output_dir / "model"
+    if accelerator.is_main_process:
+        if before_save is not None:
+            before_save()
+        artifact = save_artifact(pipe, output_dir, ema)
+        weights = sum(float(p.detach().double().sum()) for g in groups for p in g["params"])
+        (output_dir / "done.json").write_text(json.dumps({"stage": stage, "steps": step, "weights_sum": weights}) + "\n")
+    accelerator.wait_for_everyone()
+    if accelerator.num_processes > 1:  # each rank records what it holds, so a test can compare them
+        weights = sum(float(p.detach().double().sum()) for g in groups for p in g["params"])
+        (output_dir / f"weights_rank{accelerator.process_index}.json").write_text(json.dumps({"sum": weights}))
+    return artifact

@@ -1,0 +1,124 @@
+"""Training data on the rollout's clip grid: dense captions + videos -> frames, cached VAE latents, clip captions.
+
+A video of N frames at the model's fps holds T = (N - 1) // (4n) whole clips of the rollout (n new latent
+frames per clip): clip 0 is frames [0, 4n] and latents [0, n]; clip t is frames [4nt + 1, 4n(t + 1)] and latents
+[nt + 1, n(t + 1)], with latent nt (the previous clip's last) as its context. The video is encoded by the VAE
+in one causal pass, exactly as the rollout's latents continue each other, and the latents are cached on disk
+(`.owl-latents/<key>/<id>.safetensors` beside the captions; the key hashes the VAE weights, fps and size), the
+usual practice of precomputing latents once per VAE.
+
+Each clip carries the caption of the segment that covers it most and a `new_scene` flag (owl.data's rules).
+Training windows need one context latent (`context_latent_frames == 1`, as Wan2.2-TI2V); each clip's window is
+then n + 1 latent frames, with or without context, so windows of any clip stack into one batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from owl.errors import OwlError
+
+VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".mov", ".avi")
+
+
+@dataclass
+class PreparedVideo:
+    video_id: str
+    frames: np.ndarray  # (N, H, W, 3) uint8 at the model's fps and size
+    latents: torch.Tensor | None  # (C, 1 + nT, h, w) normalized, or None when a stage needs no latents
+    captions: list[str]  # per clip
+    new_scene: list[bool]  # per clip
+
+    @property
+    def num_clips(self) -> int:
+        return len(self.captions)
+
+
+def clip_frames(video: PreparedVideo, t: int, n: int) -> np.ndarray:
+    """Pixel frames of clip t (T, H, W, 3)."""
+    start = 0 if t == 0 else 4 * n * t + 1
+    return video.frames[start : 4 * n * (t + 1) + 1]
+
+
+def clip_window(video: PreparedVideo, t: int, n: int) -> torch.Tensor:
+    """Latents of clip t's training window (C, n + 1, h, w): clip 0's own n + 1, or the context latent + n."""
+    return video.latents[:, n * t : n * (t + 1) + 1]
+
+
+def _vae_key(renderer, fps: float, height: int, width: int) -> str:
+    h = hashlib.sha256(f"{fps}:{height}:{width}".encode())
+    for name, tensor in sorted(renderer.vae.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().float().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+@torch.no_grad()
+def prepare_videos(captions_path: Path, renderer, *, latents: bool, max_videos: int = 0,
+                   skip_invalid: bool = False) -> list[PreparedVideo]:
+    """Read every captioned video at the renderer's fps and size, with its clip captions and (cached) latents."""
+    from safetensors.torch import load_file, save_file
+
+    from owl.data.bad_entries import BadEntries
+    from owl.data.caption_files import load_captions
+    from owl.data.dense_captions import clip_captions, resolve_video, scene_starts
+    from owl.video_io import read_video, temporary_path
+
+    cfg = renderer.config
+    if cfg.context_latent_frames != 1:
+        raise OwlError(f"training needs context_latent_frames == 1, the model has {cfg.context_latent_frames}")
+    n = cfg.clip_latent_frames
+    clip_seconds = 4 * n / cfg.fps
+    bad = BadEntries(str(captions_path))
+    videos = load_captions(captions_path, bad)
+    root = captions_path if captions_path.is_dir() else captions_path.parent
+    cache = root / ".owl-latents" / (_vae_key(renderer, cfg.fps, cfg.height, cfg.width) if latents else "none")
+    found = []
+    for video in videos:
+        path = resolve_video(root, video.video_id, VIDEO_EXTENSIONS)
+        if path is None:
+            bad.add(video.video_id, f"video not found in {str(root)!r}")
+        else:
+            found.append((video, path))
+    bad.raise_or_skip(skip_invalid, "videos")
+    if max_videos:
+        found = found[:max_videos]
+    prepared, short = [], 0
+    device = renderer.projector.null_state.device
+    for video, path in found:
+        frames, _ = read_video(path, cfg.fps, size=(cfg.height, cfg.width))
+        num_clips = (len(frames) - 1) // (4 * n)
+        if num_clips < 1:
+            short += 1
+            continue
+        frames = frames[: 1 + 4 * n * num_clips]
+        chosen = clip_captions([[s.start, s.end] for s in video.segments], num_clips, clip_seconds)
+        texts, last = [], ""
+        for index in chosen:  # an uncaptioned clip keeps the last caption: its world has not changed
+            last = video.segments[index].sentence if index >= 0 else last
+            texts.append(last)
+        z = None
+        if latents:
+            file = cache / f"{video.video_id}.safetensors"
+            if file.is_file():
+                z = load_file(file)["latents"]
+            else:
+                from owl.renderer import from_uint8_thwc
+
+                z = renderer.encode(from_uint8_thwc(frames)[None].to(device))[0].cpu()
+                cache.mkdir(parents=True, exist_ok=True)
+                tmp = temporary_path(file)
+                save_file({"latents": z.contiguous()}, tmp)
+                tmp.replace(file)
+        prepared.append(PreparedVideo(video.video_id, frames, z, texts, scene_starts(video.segments, chosen)))
+    if short:
+        warnings.warn(f"{short} video(s) shorter than one clip ({clip_seconds:g} s) were left out")
+    if not prepared:
+        raise OwlError(f"no usable videos in {str(captions_path)!r}")
+    return prepared

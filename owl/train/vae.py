@@ -1,0 +1,83 @@
+"""Stage `vae`: train the Wan VAE from scratch (only for small from-scratch models such as the shipped one).
+
+    owl train vae --config configs/shapes/vae.yaml
+
+Loss: L1 + MSE reconstruction plus a small KL term. With probability `window_start_prob` the decoder starts from
+a mid-sequence latent j > 0 and must produce frames 4j onwards: the rollout decodes each clip after a context
+latent taken from the middle of the previous clip's sequence, and this teaches the decoder that case. At the
+end, the per-channel mean and std of the latents over the data are stored in the VAE's config
+(`latents_mean`, `latents_std`), which the renderer uses to normalize.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from owl.data.collate import collate
+from owl.renderer import from_uint8_thwc
+from owl.train.common import VAEConfig, check_data, load_pipeline, resolve_model, train
+from owl.train.data import prepare_videos
+
+
+class Windows(torch.utils.data.Dataset):
+    """Every `frames`-frame window of every video, starting every half window."""
+
+    def __init__(self, videos, frames: int):
+        self.videos, self.frames = videos, frames
+        self.items = [(v, s) for v, video in enumerate(videos)
+                      for s in range(0, len(video.frames) - frames + 1, max(1, frames // 2))]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> dict:
+        v, s = self.items[i]
+        return {"frames": from_uint8_thwc(self.videos[v].frames[s : s + self.frames])}
+
+
+class VAELoss(nn.Module):
+    def __init__(self, vae, cfg: VAEConfig):
+        super().__init__()
+        self.vae, self.cfg = vae, cfg
+
+    def forward(self, batch: dict, generator: torch.Generator):
+        frames = batch["frames"].to(self.vae.device)  # (B, 3, F, H, W) in [-1, 1]
+        posterior = self.vae.encode(frames).latent_dist
+        z = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=generator).to(frames)
+        j = 0
+        if torch.rand(1, generator=generator).item() < self.cfg.window_start_prob and z.shape[2] > 2:
+            j = int(torch.randint(1, z.shape[2] - 1, (1,), generator=generator))
+        recon = self.vae.decode(z[:, :, j:]).sample
+        target = frames[:, :, 4 * j:] if j else frames
+        rec = (recon - target).abs().mean() + ((recon - target) ** 2).mean()
+        kl = posterior.kl().mean() / z[0].numel()
+        loss = rec + self.cfg.kl_weight * kl
+        return loss, {"recon": float(rec.detach()), "kl": float(kl.detach())}
+
+
+@torch.no_grad()
+def store_latent_stats(vae, videos, frames: int) -> None:
+    """Per-channel mean and std of the latents (means of the posterior) over up to 64 windows of the data."""
+    windows = Windows(videos, frames)
+    picks = torch.linspace(0, len(windows) - 1, min(64, len(windows))).long().tolist()
+    z = torch.cat([vae.encode(windows[i]["frames"][None]).latent_dist.mean for i in picks])  # (N, C, f, h, w)
+    flat = z.transpose(0, 1).flatten(1)
+    vae.register_to_config(latents_mean=flat.mean(1).tolist(), latents_std=flat.std(1).clamp(min=1e-4).tolist())
+
+
+def main(cfg: VAEConfig, resume: bool = False, quiet: bool = False) -> Path:
+    model, data = resolve_model(cfg.model), check_data(cfg)
+    pipe = load_pipeline(model, cfg.seed)
+    videos = prepare_videos(data, pipe.renderer, latents=False, max_videos=cfg.max_videos, skip_invalid=cfg.skip_invalid)
+    dataset = Windows(videos, cfg.frames)
+    vae = pipe.renderer.vae
+    loss = VAELoss(vae, cfg)
+
+    def finish():  # the stats go into the VAE config before the artifact is written
+        store_latent_stats(vae, videos, cfg.frames)
+        pipe.renderer.refresh_latent_stats()
+
+    return train(cfg, "vae", pipe, loss, dataset, collate, resume, quiet, before_save=finish)

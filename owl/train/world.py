@@ -1,0 +1,111 @@
+"""Stage `world` (Owl-1 stage 3, world-model training): dense-caption sequences with teacher forcing over T steps.
+
+    owl train world --config configs/shapes/world.yaml
+
+A sample is T consecutive clips of a video. The LMM reads the whole interleaved sequence at once,
+
+    [caption_0] S_0 O_0 D_0 S_1 O_1 D_1 ... S_{T-1}
+
+with O_t the key frames of the real clip t and D_t the caption of clip t + 1 (what happens next), and is trained
+with the next-token cross-entropy on every D_t; each clip t is denoised given its state s_t (flow-matching
+loss), with the previous clip's last latent as context except at scene starts and at the first clip. This is
+the rollout's own sequence, so the cached session reproduces these states at generation time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from owl.data.collate import collate
+from owl.errors import OwlError
+from owl.train.common import WorldConfig, add_lora, check_data, load_pipeline, resolve_model, train
+from owl.train.data import clip_frames, clip_window, prepare_videos
+from owl.train.generate import condition
+
+
+class Sequences(torch.utils.data.Dataset):
+    """Windows of T consecutive clips, starting at every clip that leaves T clips."""
+
+    def __init__(self, videos, n: int, clips: int, key_frames):
+        self.videos, self.n, self.clips, self.key_frames = videos, n, clips, key_frames
+        self.items = [(v, s) for v, video in enumerate(videos) for s in range(video.num_clips - clips + 1)]
+        if not self.items:
+            raise OwlError(f"no video holds clips_per_sample={clips} clips; lower it or use longer videos")
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> dict:
+        v, s = self.items[i]
+        video, ts = self.videos[v], range(s, s + self.clips)
+        return {
+            "latents": torch.stack([clip_window(video, t, self.n) for t in ts]),  # (T, C, n + 1, h, w)
+            "key_frames": torch.from_numpy(np.stack([self.key_frames(clip_frames(video, t, self.n)) for t in ts])),
+            "captions": [video.captions[t] for t in ts] + [video.captions[min(s + self.clips, video.num_clips - 1)]],
+            "has_context": torch.tensor([t > s and not video.new_scene[t] for t in ts]),
+        }
+
+
+class WorldLoss(nn.Module):
+    def __init__(self, pipe, cfg: WorldConfig):
+        super().__init__()
+        self.world_model, self.renderer, self.cfg = pipe.world_model, pipe.renderer, cfg
+
+    def forward(self, batch: dict, generator: torch.Generator):
+        wm, cfg = self.world_model, self.cfg
+        latents = batch["latents"]  # (B, T, C, n + 1, h, w)
+        b, t_steps = latents.shape[:2]
+        key_frames = batch["key_frames"].numpy()  # (B, T, K, H, W, 3)
+        k = key_frames.shape[2]
+        frames = wm.frame_segments(key_frames.reshape(-1, *key_frames.shape[3:]))  # one vision pass for all
+
+        # 1. Lay out each sample's sequence, remembering where the states and the dynamics tokens sit.
+        sequences, state_at, dynamics = [], [], []  # dynamics: (sample, first position, token ids)
+        for i in range(b):
+            captions = batch["captions"][i]
+            segments = [wm.embed_ids(wm.text_ids(captions[0]))]
+            length = segments[0].embeds.shape[0]
+            for t in range(t_steps):
+                state_at.append((i, length))
+                segments.append(wm.query_segment())
+                length += wm.config.num_queries
+                for f in frames[(i * t_steps + t) * k : (i * t_steps + t + 1) * k]:
+                    segments.append(f)
+                    length += f.embeds.shape[0]
+                if t < t_steps - 1:
+                    ids = wm.text_ids(" " + captions[t + 1].strip()) + [wm.dynamics_end_id]
+                    segments.append(wm.embed_ids(ids))
+                    dynamics.append((i, length, ids))
+                    length += len(ids)
+            sequences.append(segments)
+        hidden = wm.run_batch(sequences)  # (B, L, D)
+
+        # 2. Next-token loss on every D_t: the hidden state before each token predicts it.
+        head = wm.vlm.get_output_embeddings()
+        logits = torch.cat([head(hidden[i, p - 1 : p - 1 + len(ids)]) for i, p, ids in dynamics])
+        targets = torch.tensor([tok for _, _, ids in dynamics for tok in ids], device=logits.device)
+        ce = F.cross_entropy(logits.float(), targets) if len(dynamics) else hidden.sum() * 0
+
+        # 3. Denoising loss on every clip given its own state.
+        q = wm.config.num_queries
+        states = torch.stack([hidden[i, p : p + q] for i, p in state_at])  # (B * T, Q, D)
+        cond = condition(self.renderer.projector, states, cfg.cond_dropout, generator)
+        num_context = batch["has_context"].flatten().long()
+        diffusion = self.renderer.flow_matching_loss(latents.flatten(0, 1).to(cond.device), cond, num_context, generator)
+        loss = diffusion + cfg.dynamics_weight * ce
+        return loss, {"diffusion": float(diffusion.detach()), "dynamics": float(ce.detach())}
+
+
+def main(cfg: WorldConfig, resume: bool = False, quiet: bool = False) -> Path:
+    model, data = resolve_model(cfg.model), check_data(cfg)
+    pipe = load_pipeline(model, cfg.seed)
+    if cfg.lora_rank > 0:
+        add_lora(pipe.world_model, cfg.lora_rank)
+    videos = prepare_videos(data, pipe.renderer, latents=True, max_videos=cfg.max_videos, skip_invalid=cfg.skip_invalid)
+    dataset = Sequences(videos, pipe.renderer.config.clip_latent_frames, cfg.clips_per_sample, pipe.world_model.key_frames)
+    return train(cfg, "world", pipe, WorldLoss(pipe, cfg), dataset, collate, resume, quiet)
