@@ -12,6 +12,9 @@ What decord 0.6 gets wrong, and what is done about it:
 - rotation metadata: decord turns 180-degree files correctly but returns garbage (or fails) for 90/270. Rotated
   MP4/MOV files are therefore read from memory with their display matrix set to identity, and the frames are
   turned with `np.rot90` here. The rotation comes from the video track's `tkhd` box (ISO/IEC 14496-12, 8.3.2).
+- some frame widths (8, 16, 24, 48, 72, ...): single frames come back with padded rows and `get_batch` fails.
+  Files of such a width are read frame by frame with the padding cut off; scaled reads pick a slightly larger
+  size that decodes cleanly and let the centre crop absorb it.
 - errors: decord raises its own exceptions with C++ traces; every failure becomes one `OwlError` naming the file.
 Audio tracks are ignored (decord picks the best video stream).
 
@@ -347,21 +350,30 @@ class VideoFile:
         if self.size is not None and (display_h, display_w) != self.size:
             height, width = self.size
             scale = max(width / display_w, height / display_h)
-            scaled_w, scaled_h = max(width, round(display_w * scale)), max(height, round(display_h * scale))
-            decode_w, decode_h = (scaled_h, scaled_w) if quarter else (scaled_w, scaled_h)
-            if self.rotation:
-                source.seek(0)
-            try:
-                reader = decord.VideoReader(source, ctx=decord.cpu(0), width=decode_w, height=decode_h,
-                                            num_threads=threads)
-                first = reader[0]
-            except Exception as exc:
-                raise OwlError(f"cannot read video {where!r}: decoding at {decode_w}x{decode_h} failed") from exc
+            # decord 0.6 bug: at some output widths (8, 16, 24, 48, 72, ...) frames come back with padded rows
+            # (seen as 4, 6 or 12 "channels") and get_batch fails; scaled output is then scrambled. Scale a little
+            # larger instead (the centre crop absorbs it), keeping the aspect ratio.
+            for grow in range(16):
+                s = scale * (1 + grow / max(display_w, display_h))
+                scaled_w, scaled_h = max(width, round(display_w * s)), max(height, round(display_h * s))
+                decode_w, decode_h = (scaled_h, scaled_w) if quarter else (scaled_w, scaled_h)
+                if self.rotation:
+                    source.seek(0)
+                try:
+                    reader = decord.VideoReader(source, ctx=decord.cpu(0), width=decode_w, height=decode_h,
+                                                num_threads=threads)
+                    first = reader[0]
+                except Exception as exc:
+                    raise OwlError(f"cannot read video {where!r}: decoding at {decode_w}x{decode_h} failed") from exc
+                if first.shape[-1] == 3:
+                    break
+            else:
+                raise OwlError(f"cannot read video {where!r} at size {self.size}: decord cannot scale to it")
             top, left = (scaled_h - height) // 2, (scaled_w - width) // 2
             self._crop = (top, left)
         self._reader = reader
-        # decord 0.6 bug: for some frame widths (8, 16, 24, 48, 72, ...) single frames come back with padded rows
-        # (seen as 4, 6 or 12 "channels") and get_batch fails. Such files are read frame by frame, rows unpadded.
+        # The same decord bug at the file's own width: single frames have padded rows, which are cut off here;
+        # such files are read frame by frame.
         self._padded_rows = first.shape[-1] != 3
         try:
             times = reader.get_frame_timestamp(np.arange(count)).astype(np.float64)  # (N, 2): start, end
