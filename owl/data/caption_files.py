@@ -276,12 +276,14 @@ def _vript_video(obj, fallback_id: str | None, source: Path, bad: BadEntries, fi
             return None
         segments.append(Segment(span[0], span[1], text.strip(), cut=True))
     segments.sort(key=lambda s: (s.start, s.end))
-    meta = obj.get("meta") if isinstance(obj.get("meta"), dict) else {}
-    duration = meta.get("duration", obj.get("duration"))
-    try:
-        duration = None if duration is None else parse_time(duration)
-    except ValueError:
-        duration = None
+    duration = None
+    for holder in (obj.get("meta"), obj.get("global_info"), obj):
+        if isinstance(holder, dict) and holder.get("duration") is not None:
+            try:
+                duration = parse_time(holder["duration"])
+            except ValueError:
+                pass
+            break
     return CaptionedVideo(video_id, duration, segments)
 
 
