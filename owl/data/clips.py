@@ -19,14 +19,17 @@ Each sample is `num_frames` frames at `fps` from the row's span: from its start,
     sample["video"], sample["start"]  # where the frames came from
 
 Rows are checked when the dataset is built (with `check_videos`, every video is opened once): missing videos,
-bad or out-of-range spans, spans too short for `num_frames` at `fps`, non-numeric scores, malformed JSONL lines.
-They raise one OwlError listing the first few rows, or are skipped with a warning when `skip_invalid=True`.
+bad or out-of-range spans, non-numeric scores, malformed JSONL lines. They raise one OwlError listing the first
+few rows, or are skipped with a warning when `skip_invalid=True`. Rows whose span is too short for `num_frames`
+at `fps` are not wrong, just unusable with these settings: they are left out and counted (`too_short`, with a
+warning), like rows outside the score bounds (`filtered`).
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import warnings
 from pathlib import Path
 
 import torch
@@ -139,6 +142,7 @@ class ClipDataset(Dataset):
 
         self.items: list[dict] = []
         self.filtered = 0  # rows dropped by the score filters
+        self.too_short = 0  # rows whose span holds fewer than num_frames frames at fps
         durations: dict[str, float] = {}
         for row_id, row in rows:
             video = row.get(video_column)
@@ -186,21 +190,24 @@ class ClipDataset(Dataset):
                     bad.add(row_id, f"unreadable video {str(path)!r}")
                     continue
                 if start >= duration or (end is not None and end > duration + 0.5):
-                    bad.add(row_id, f"span [{start:g}, {end if end is not None else 'end'}] is outside {video} "
-                                    f"(duration {duration:.2f} s)")
+                    bad.add(row_id, f"{video}: span [{start:g}, {'end' if end is None else f'{end:g}'}] is outside "
+                                    f"the video (duration {duration:.2f} s)")
                     continue
                 span = (min(end, duration) if end is not None else duration) - start
             else:
                 span = None if end is None else end - start
             if span is not None and span * self.fps + 1e-6 < self.num_frames:
-                bad.add(row_id, f"{video}: span of {span:.2f} s is shorter than {self.num_frames} frames at "
-                                f"{self.fps:g} fps ({window:.2f} s)")
+                self.too_short += 1
                 continue
             self.items.append({"id": row_id, "video": str(path), "caption": caption, "start": start, "end": end})
         skipped = bad.raise_or_skip(skip_invalid, what="rows")
+        if self.too_short:
+            warnings.warn(f"{self.path}: {self.too_short} rows are shorter than {self.num_frames} frames at "
+                          f"{self.fps:g} fps ({window:.2f} s) and were left out", stacklevel=2)
         self.items = [item for item in self.items if item["id"] not in skipped]
         if not self.items:
-            raise OwlError(f"{str(self.path)!r}: no rows left ({self.filtered} filtered out by score)")
+            raise OwlError(f"{str(self.path)!r}: no rows left ({self.filtered} filtered out by score, "
+                           f"{self.too_short} too short)")
 
     def __len__(self) -> int:
         return len(self.items)

@@ -17,8 +17,8 @@ seconds of changes by `sigmas` (3) standard deviations and an absolute `floor`, 
 least `colour_floor` and the structure by at least `structure_floor`. Fast motion moves structure, not colours;
 a fade or dissolve moves colours, step by step, not structure: neither cuts, and sustained motion also raises the
 running mean. A gradual transition is found instead by comparing frames `gradual_seconds` apart: where their
-colour distance exceeds `gradual_floor` with no hard cut between them, the transition is cut at the middle of
-that stretch.
+colour distance exceeds `gradual_floor` with no hard cut between them, there is a transition; its frames are
+estimated from that stretch and left out of both shots.
 
 Scores of each shot, on the analysis frames: motion, the mean fraction of pixels whose grey level changes by more
 than 8/255 from one frame to the next (per 1/`fps` s); sharpness, the mean absolute Laplacian of the grey image
@@ -60,11 +60,13 @@ class ScanSettings:
 
 @dataclass
 class Cut:
-    """A shot boundary: the first analysis frame of the new shot."""
+    """A shot boundary: the first analysis frame of the new shot, after `transition` frames that belong to
+    neither shot (0 for a hard cut; the fade or dissolve of a gradual one)."""
 
-    frame: int   # analysis frame index
-    time: float  # seconds
-    kind: str    # "hard" or "gradual"
+    frame: int           # analysis frame index
+    time: float          # seconds
+    kind: str            # "hard" or "gradual"
+    transition: int = 0  # frames before `frame` left out of both shots
 
 
 def _histogram(frames_thwc: np.ndarray) -> np.ndarray:
@@ -174,10 +176,9 @@ def find_cuts(features: FrameFeatures, fps: float, settings: ScanSettings = Scan
             end = t
             while end + 1 < n and far[end + 1] > settings.gradual_floor:
                 end += 1
-            # frames gap apart differ from (transition start) to (transition end + gap): the middle of the
-            # transition is the middle of that stretch, less half the gap
-            middle = int(round((t + end) / 2 - gap / 2))
-            cuts.append(Cut(middle, middle / fps, "gradual"))
+            # frames `gap` apart differ from about the transition's start until `gap` frames after its end
+            first, last = sorted((t, end - gap + 1))
+            cuts.append(Cut(last + 1, (last + 1) / fps, "gradual", transition=last + 1 - first))
             t = end + gap
         else:
             t += 1
@@ -199,10 +200,11 @@ def scan_video(path: str | os.PathLike, settings: ScanSettings = ScanSettings())
     chunks = (video.frames(indices[i:i + settings.chunk]) for i in range(0, len(indices), settings.chunk))
     features = frame_features(chunks)
     cuts = find_cuts(features, fps, settings)
-    bounds = [0] + [c.frame for c in cuts] + [len(times)]
+    starts = [0] + [c.frame for c in cuts]
+    stops = [c.frame - c.transition for c in cuts] + [len(times)]
     kinds = ["start"] + [c.kind for c in cuts]
     rows = []
-    for (first, stop), kind in zip(zip(bounds[:-1], bounds[1:]), kinds):
+    for first, stop, kind in zip(starts, stops, kinds):
         if stop <= first:
             continue
         start = float(video.times[indices[first]])
