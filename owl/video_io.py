@@ -340,7 +340,8 @@ class VideoFile:
             first = probe[0]
             coded_h, coded_w = first.shape[:2]
         except Exception as exc:  # decord raises DECORDError / RuntimeError / AssertionError with C++ traces
-            raise OwlError(f"cannot read video {where!r}: not a readable video file (no decodable video stream)") from exc
+            raise OwlError(f"cannot read video {where!r}: not a readable video file (no decodable video stream)") \
+                from exc
         if count == 0:
             raise OwlError(f"video has no frames: {where!r}")
         quarter = self.rotation in (90, 270)

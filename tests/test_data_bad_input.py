@@ -88,7 +88,8 @@ def test_malformed_json(root):
 
 
 def test_bad_vript_lines_and_clips(root):
-    row = {"meta": {"video_id": "good"}, "caption": {"content": "a scene."}, "timestamp": ["00:00:00.000", "00:00:12.000"]}
+    row = {"meta": {"video_id": "good"}, "caption": {"content": "a scene."},
+           "timestamp": ["00:00:00.000", "00:00:12.000"]}
     lines = [json.dumps(dict(row, clip_id="good-Scene-001")), "{not json",
              json.dumps({"meta": {"video_id": "other"}, "clip_id": "other-Scene-001", "caption": {"content": "x"}}),
              json.dumps({"meta": {"video_id": "third"}, "clip_id": "third-Scene-001", "caption": {"content": ""},

@@ -13,10 +13,10 @@ bad_entries.py (how bad annotation entries are reported), commands.py (`owl data
 from owl.data.clips import ClipDataset
 from owl.data.collate import collate
 from owl.data.dense_captions import DenseCaptionDataset
-from owl.data.scan import scan_video, scan_videos
+from owl.data.scan import ScanSettings, scan_video, scan_videos
 from owl.data.shapes import BACKGROUND, PALETTE, SHAPES, ShapesVideo, generate_shapes, render_video
 
 __all__ = [
-    "ClipDataset", "DenseCaptionDataset", "collate", "scan_video", "scan_videos",
+    "ClipDataset", "DenseCaptionDataset", "collate", "ScanSettings", "scan_video", "scan_videos",
     "PALETTE", "BACKGROUND", "SHAPES", "ShapesVideo", "render_video", "generate_shapes",
 ]

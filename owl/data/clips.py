@@ -104,7 +104,7 @@ class ClipDataset(Dataset):
         require_captions: bool = False,
         check_videos: bool = True,
         skip_invalid: bool = False,
-        threads: int = 0,
+        threads: int = 1,
     ):
         """
         annotations: the table (.csv, .jsonl, or .json list of objects).
@@ -117,7 +117,8 @@ class ClipDataset(Dataset):
         require_captions: treat empty captions as invalid rows (scan writes "" for captioning later).
         check_videos: open every video at construction to check spans against its duration.
         skip_invalid: skip bad rows with a warning instead of raising OwlError.
-        threads: decoding threads per reader (0: decord's choice).
+        threads: decoding threads per reader (default 1: DataLoader workers give the parallelism; 0: decord's
+            choice, one per core).
         """
         if num_frames < 1 or fps <= 0:
             raise OwlError(f"num_frames must be >= 1 and fps > 0, got num_frames={num_frames} fps={fps}")

@@ -2,6 +2,8 @@
 
     owl data shapes --out DIR --videos N --seconds S --seed K [--size 64] [--fps 8] [--clip-seconds 4]
     owl data scan PATH --out FILE.jsonl [--fps 8] [--size 128] [--min-seconds 1] [--skip-invalid]
+                  [--window 2] [--sigmas 3] [--floor 0.25] [--colour-floor 0.1] [--structure-floor 0.15]
+                  [--gradual-seconds 1] [--gradual-floor 0.5] [--chunk 256]     (one flag per ScanSettings field)
 
 `add_data_commands(subparsers)` adds the `data` command to the main parser (owl/cli.py); each leaf sets
 `func(args) -> int`, the exit code. Errors are raised as OwlError for the main CLI to print. For use without the
@@ -11,6 +13,7 @@ main CLI: `python -m owl.data.commands data shapes --out /tmp/sw --videos 2 --se
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 
@@ -30,7 +33,7 @@ def _shapes(args: argparse.Namespace) -> int:
 def _scan(args: argparse.Namespace) -> int:
     from owl.data.scan import ScanSettings, scan_videos
 
-    settings = ScanSettings(fps=args.fps, size=args.size, min_seconds=args.min_seconds)
+    settings = ScanSettings(**{f.name: getattr(args, f.name) for f in dataclasses.fields(ScanSettings)})
     began = time.perf_counter()
     rows = scan_videos(args.path, args.out, settings, skip_invalid=args.skip_invalid)
     videos = len({row["video"] for row in rows})
@@ -38,20 +41,25 @@ def _scan(args: argparse.Namespace) -> int:
     return 0
 
 
-def _positive(kind):
+def _positive(kind, zero_ok: bool = False):
+    kind = {"int": int, "float": float}.get(kind, kind)  # dataclass field types are strings here
+    what = f"{'non-negative' if zero_ok else 'positive'} {kind.__name__}"
+
     def parse(text: str):
         try:
             value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got {text!r}") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got {text!r}")
+            raise argparse.ArgumentTypeError(f"expected a {what}, got {text!r}") from None
+        if value < 0 or (value == 0 and not zero_ok):
+            raise argparse.ArgumentTypeError(f"expected a {what}, got {text!r}")
         return value
     return parse
 
 
 def add_data_commands(subparsers) -> argparse.ArgumentParser:
     """Add `data shapes` and `data scan` to an argparse subparsers object; returns the `data` parser."""
+    from owl.data.scan import ScanSettings
+
     data = subparsers.add_parser("data", help="make and prepare training data",
                                  description="Make and prepare training data.")
     commands = data.add_subparsers(dest="data_command", metavar="{shapes,scan}")
@@ -76,9 +84,11 @@ def add_data_commands(subparsers) -> argparse.ArgumentParser:
                                            "brightness); writes JSONL rows readable by ClipDataset.")
     scan.add_argument("path", help="a video file or a folder of videos")
     scan.add_argument("--out", required=True, help="output .jsonl file (written atomically)")
-    scan.add_argument("--fps", type=_positive(float), default=8.0, help="analysis frame rate (default 8)")
-    scan.add_argument("--size", type=_positive(int), default=128, help="analysis long side in pixels (default 128)")
-    scan.add_argument("--min-seconds", type=float, default=1.0, help="drop shots shorter than this (default 1)")
+    for setting in dataclasses.fields(ScanSettings):  # one flag per setting, so the two never drift apart
+        parse = _positive(setting.type, setting.metadata["zero_ok"])
+        scan.add_argument(f"--{setting.name.replace('_', '-')}", type=parse,
+                          default=setting.default,
+                          help=f"{setting.metadata['help']} (default {setting.default:g})")
     scan.add_argument("--skip-invalid", action="store_true",
                       help="skip unreadable videos with a warning instead of stopping")
     scan.set_defaults(func=_scan)

@@ -113,7 +113,7 @@ class DenseCaptionDataset(Dataset):
         check_videos: bool = True,
         tolerance: float = 1.0,
         skip_invalid: bool = False,
-        threads: int = 0,
+        threads: int = 1,
     ):
         """
         captions: ActivityNet JSON, or Vript JSON / JSONL / folder (see owl.data.caption_files).
@@ -129,7 +129,8 @@ class DenseCaptionDataset(Dataset):
         check_videos: open every video at construction to check it and its timestamps.
         tolerance: seconds a segment may run past the end of its video before it is an error.
         skip_invalid: skip bad videos (with a warning that counts them) instead of raising OwlError.
-        threads: decoding threads per reader (0: decord's choice).
+        threads: decoding threads per reader (default 1: DataLoader workers give the parallelism; 0: decord's
+            choice, one per core).
         """
         if clip_seconds <= 0:
             raise OwlError(f"clip_seconds must be positive, got {clip_seconds}")

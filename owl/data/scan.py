@@ -32,7 +32,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -41,21 +41,26 @@ from owl.errors import OwlError
 from owl.video_io import VIDEO_EXTENSIONS, VideoFile, video_info, write_bytes_atomic
 
 
-@dataclass
-class ScanSettings:
-    """How `scan_video` samples frames and decides cuts (see the module docstring)."""
+def _setting(default, help: str, zero_ok: bool = False):
+    return field(default=default, metadata={"help": help, "zero_ok": zero_ok})
 
-    fps: float = 8.0              # analysis frame rate (capped at the video's)
-    size: int = 128               # long side of the analysis frames, pixels
-    window: float = 2.0           # seconds of past changes in the running mean / std
-    sigmas: float = 3.0           # a cut exceeds the running mean by this many standard deviations
-    floor: float = 0.25           # ... and this absolute change
-    colour_floor: float = 0.1     # ... with the colour distance at least this
-    structure_floor: float = 0.15  # ... and the structural distance at least this
-    gradual_seconds: float = 1.0  # gradual transitions: compare frames this far apart
-    gradual_floor: float = 0.5    # ... and cut where their colour distance exceeds this
-    min_seconds: float = 1.0      # shots shorter than this are not written
-    chunk: int = 256              # frames decoded at a time
+
+@dataclass(frozen=True)
+class ScanSettings:
+    """How `scan_video` samples frames and decides cuts (see the module docstring). `owl data scan` makes one
+    flag per field (`--colour-floor` for colour_floor), with the help text in the field's metadata."""
+
+    fps: float = _setting(8.0, "analysis frame rate (capped at the video's)")
+    size: int = _setting(128, "long side of the analysis frames, pixels")
+    window: float = _setting(2.0, "seconds of past changes in the running mean and deviation")
+    sigmas: float = _setting(3.0, "a hard cut exceeds the running mean by this many standard deviations", zero_ok=True)
+    floor: float = _setting(0.25, "... and this absolute change (0-1)", zero_ok=True)
+    colour_floor: float = _setting(0.1, "... with a colour-histogram distance of at least this", zero_ok=True)
+    structure_floor: float = _setting(0.15, "... and a structural distance (1 - SSIM) of at least this", zero_ok=True)
+    gradual_seconds: float = _setting(1.0, "gradual transitions: compare frames this far apart")
+    gradual_floor: float = _setting(0.5, "... and find one where their colour distance exceeds this", zero_ok=True)
+    min_seconds: float = _setting(1.0, "shots shorter than this are not written", zero_ok=True)
+    chunk: int = _setting(256, "frames decoded at a time (memory)")
 
 
 @dataclass
@@ -91,7 +96,8 @@ def _ssim(a: np.ndarray, b: np.ndarray, block: int = 16) -> float:
         block_h = block_w = block
 
     def blocks(x):
-        return x[:h, :w].reshape(h // block_h, block_h, w // block_w, block_w).swapaxes(1, 2).reshape(-1, block_h * block_w)
+        tiles = x[:h, :w].reshape(h // block_h, block_h, w // block_w, block_w).swapaxes(1, 2)
+        return tiles.reshape(-1, block_h * block_w)
 
     x, y = blocks(a), blocks(b)
     mx, my = x.mean(1), y.mean(1)

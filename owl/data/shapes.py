@@ -194,7 +194,9 @@ def _plan_slot(k, n_slots, objects, size, slot, rng, previous, returns):
     visible = [o for o in objects if o.visible]
     away = [o for o in objects if o.entered and not o.visible]
     fresh = [o for o in objects if not o.entered]
-    mention = lambda o: not o.history  # first mention names the colour  # noqa: E731
+
+    def first_mention(obj: _Object) -> bool:  # the first caption about an object names its colour
+        return not obj.history
 
     # A return was scheduled when the object left: it comes back now, as it left.
     for obj in away:
@@ -215,7 +217,7 @@ def _plan_slot(k, n_slots, objects, size, slot, rng, previous, returns):
                            f"{article} {obj.colour} {obj.shape} enters from the {side}."))
     away_slots = max(1, math.ceil(MIN_AWAY_SECONDS / slot))
     for obj in visible:
-        prefix = (("an " if obj.colour[0] in "aeiou" else "a ") + _name(obj, True)) if mention(obj) else \
+        prefix = (("an " if obj.colour[0] in "aeiou" else "a ") + _name(obj, True)) if first_mention(obj) else \
             f"the {obj.shape}"
         moved = previous is not None and previous["kind"] == "move" and previous["object"] == obj.id
         if moved:
@@ -250,7 +252,7 @@ def _plan_slot(k, n_slots, objects, size, slot, rng, previous, returns):
             candidates.append((1.0, {"kind": "shrink", "object": obj.id, "size": names[grade - 1]},
                                f"{prefix} shrinks."))
         # leave only if it can be away long enough and still come back before the end
-        if not away and not mention(obj) and k + 1 + away_slots < n_slots:
+        if not away and not first_mention(obj) and k + 1 + away_slots < n_slots:
             side = SIDES[rng.integers(4)]
             candidates.append((3.0, {"kind": "exit", "object": obj.id, "side": side, "away_slots": away_slots},
                                f"the {_name(obj, True)} leaves the frame to the {side}."))
