@@ -99,7 +99,6 @@ class _Object:
     half: float = 0.0
     visible: bool = False       # on stage (it may still be partly outside the frame)
     entered: bool = False       # has entered at least once
-    away_since: int | None = None
     velocity: tuple[float, float] = (0.0, 0.0)  # at the end of the last slot, px/s
     history: list = field(default_factory=list)
 
@@ -370,9 +369,7 @@ def render_video(
             elif kind in ("grow", "shrink"):
                 actor.size = event["size"]
             elif kind in ("enter", "reenter"):
-                actor.entered, actor.away_since = True, None
-            elif kind == "exit":
-                actor.away_since = k
+                actor.entered = True
             actor.history.append(kind)
         public = {key: value for key, value in event.items() if key not in ("path", "target", "speed", "away_slots")}
         events.append(public)
