@@ -16,6 +16,11 @@ A saved pipeline is one folder, each component in its own subfolder with a confi
     scheduler/            the flow-matching scheduler config (diffusers)
 
 Nothing is ever unpickled, and no remote code is enabled.
+
+World sessions (see `owl.session`): with `session=` a rollout is saved after every clip, and a playable
+`out.partial.mp4` of the video so far is published beside `out.mp4` until it is complete; `resume` continues an
+interrupted session (the result is frame for frame the uninterrupted video), `branch` forks a session at a clip
+with other dynamics, `extend` continues a finished session or any mp4.
 """
 
 from __future__ import annotations
@@ -32,8 +37,11 @@ import torch
 from owl.config import ModelPreset, get_preset
 from owl.errors import OwlError
 from owl.renderer import Renderer
-from owl.rollout import ClipEvent, RolloutSettings, Storyboard, rollout
-from owl.video_io import VideoWriter, write_bytes_atomic
+from owl.rollout import ClipEvent, LoopStart, RolloutSettings, Storyboard, check_dynamics, plan_clips, rollout
+from owl.session import (PartialVideo, SessionFolder, observe_video, partial_path, remove_stale_temporaries,
+                         session_path)
+from owl.timeline import Timeline
+from owl.video_io import VideoWriter, read_video, write_bytes_atomic
 from owl.world_model import WorldModel
 
 COMPONENTS = ("world_model", "vlm", "tokenizer", "image_processor", "renderer", "transformer", "vae", "scheduler")
@@ -81,6 +89,7 @@ class OwlPipeline:
     def __init__(self, world_model: WorldModel, renderer: Renderer):
         self.world_model = world_model
         self.renderer = renderer
+        self.source: dict | None = None  # where the weights came from ({"preset": ...} or {"path": ...}), for sessions
 
     # --- building and loading -------------------------------------------------------------------------------
 
@@ -114,7 +123,9 @@ class OwlPipeline:
         vae = AutoencoderKLWan(**preset.vae)
         scheduler = FlowMatchEulerDiscreteScheduler(shift=preset.renderer.flow_shift)
         renderer = Renderer(transformer, vae, scheduler, preset.renderer)
-        return cls(world_model.eval(), renderer.eval()).to(device)
+        pipe = cls(world_model.eval(), renderer.eval()).to(device)
+        pipe.source = {"preset": name, "seed": seed} if isinstance(name, str) else None
+        return pipe
 
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str | torch.device = "cpu",
@@ -153,7 +164,9 @@ class OwlPipeline:
         if renderer.config.state_dim != world_model.hidden_size:
             raise OwlError(f"model folder {str(path)!r}: renderer expects states of size {renderer.config.state_dim} "
                            f"but the world model's are {world_model.hidden_size}")
-        return cls(world_model.eval(), renderer.eval()).to(device)
+        pipe = cls(world_model.eval(), renderer.eval()).to(device)
+        pipe.source = {"path": str(path.resolve())}
+        return pipe
 
     def save_pretrained(self, path: str | Path) -> None:
         """Write every component under `path/` (see the module docstring)."""
@@ -186,6 +199,9 @@ class OwlPipeline:
             raise OwlError(f"prompt must be a string, got {type(prompt).__name__}")
         if image is None and not prompt.strip():
             raise OwlError("prompt is empty; text-to-video needs a prompt (image-to-video may leave it empty)")
+        self._check_settings(seconds, fps, height, width, num_inference_steps, guidance_scale, memory, output)
+
+    def _check_settings(self, seconds, fps, height, width, num_inference_steps, guidance_scale, memory, output) -> None:
         if not isinstance(seconds, (int, float)) or not 0 < seconds <= MAX_SECONDS:
             raise OwlError(f"seconds must be > 0 and <= {MAX_SECONDS}, got {seconds}")
         if not isinstance(fps, (int, float)) or not 1 <= fps <= 120:
@@ -198,51 +214,235 @@ class OwlPipeline:
         if memory not in ("full", "last"):
             raise OwlError(f"memory must be 'full' or 'last', got {memory!r}")
         if output is not None:
-            out = Path(output)
-            if out.suffix.lower() != ".mp4":
-                raise OwlError(f"output must be an .mp4 path, got {str(out)!r}")
-            if not out.parent.is_dir():
-                raise OwlError(f"output folder does not exist: {str(out.parent)!r}")
+            _check_output(output)
 
     @torch.no_grad()
     def __call__(self, prompt: str = "", image=None, seconds: float = 8.0, fps: float | None = None,
-                 height: int | None = None, width: int | None = None, dynamics: list[str | None] | None = None,
-                 seed: int = 0, num_inference_steps: int | None = None, guidance_scale: float | None = None,
+                 height: int | None = None, width: int | None = None,
+                 dynamics: list[str | None] | Timeline | None = None, seed: int = 0,
+                 num_inference_steps: int | None = None, guidance_scale: float | None = None,
                  memory: str = "full", output: str | Path | None = None,
                  callback: Callable[[ClipEvent], None] | None = None, progress: bool = True,
-                 do_sample: bool = False, temperature: float = 1.0) -> OwlPipelineOutput:
+                 do_sample: bool = False, temperature: float = 1.0,
+                 session: str | Path | None = None) -> OwlPipelineOutput:
         """Generate a video of `seconds` from a prompt (and optionally a first image).
 
-        dynamics: the texts d_0, d_1, ... that drive each next clip; None entries (or a short list) are filled
-        by the world model's own predictions. memory: "full" (the world state) or "last" (last clip + caption).
-        output: an .mp4 path, written atomically as clips finish; without it the frames are returned in memory.
+        dynamics: the texts d_0, d_1, ... that drive each next clip, or a `Timeline` of timed segments; None
+        entries, gaps and a short list are filled by the world model's own predictions. memory: "full" (the world
+        state) or "last" (last clip + caption). output: an .mp4 path, written atomically as clips finish; without
+        it the frames are returned in memory. session: a folder (`owl.session.session_path(output)` is the usual
+        one) where the rollout is saved after every clip, for `resume`, `branch` and `extend`; it also publishes a
+        playable `out.partial.mp4` while the video grows (removed when `output` is complete), passed to
+        `callback` as `event.path`.
         """
-        cfg = self.renderer.config
-        default = lambda value, fallback: fallback if value is None else value
-        settings = RolloutSettings(
-            seconds=seconds, fps=default(fps, cfg.fps), height=default(height, cfg.height),
-            width=default(width, cfg.width), num_inference_steps=default(num_inference_steps, cfg.num_inference_steps),
-            guidance_scale=default(guidance_scale, cfg.guidance_scale),
-            memory=memory, seed=seed, do_sample=do_sample, temperature=temperature)
+        settings = self._settings(seconds, fps, height, width, num_inference_steps, guidance_scale, memory, seed,
+                                  do_sample, temperature)
         self.check_inputs(prompt, image, settings.seconds, settings.fps, settings.height, settings.width,
                           settings.num_inference_steps, settings.guidance_scale, memory, output)
-        if dynamics is not None and not all(d is None or isinstance(d, str) for d in dynamics):
-            raise OwlError("dynamics must be a list of strings (None for a predicted step)")
+        total = plan_clips(self.renderer, settings.seconds, settings.fps)[1]
+        plan = self._plan_dynamics(dynamics, settings, done=0, written=0, total=total)
+        if session is not None and output is None:
+            raise OwlError("a session needs an output video: give output=... (or drop session)")
         first = None if image is None else load_image(image, settings.height, settings.width)
 
         timings: dict[str, float] = {}
         run = lambda write: rollout(self.world_model, self.renderer, prompt, settings, write, image=first,
-                                    dynamics=dynamics, callback=callback, progress=progress, timings=timings)
+                                    dynamics=plan, callback=callback, progress=progress, timings=timings)
         if output is None:
             chunks: list[np.ndarray] = []
             storyboard = run(chunks.append)
             frames = np.concatenate(chunks)
             return OwlPipelineOutput(None, frames, len(frames), settings.fps, len(frames) / settings.fps, storyboard, timings)
-        with VideoWriter(output, fps=settings.fps) as writer:
-            storyboard = run(writer.append)
-        n = writer.num_frames
-        return OwlPipelineOutput(Path(output), None, n, settings.fps, n / settings.fps, storyboard, timings)
+        if session is None:
+            with VideoWriter(output, fps=settings.fps) as writer:
+                storyboard = run(writer.append)
+            n = writer.num_frames
+            return OwlPipelineOutput(Path(output), None, n, settings.fps, n / settings.fps, storyboard, timings)
+        _check_session_beside(session, output)
+        folder = SessionFolder.create(session, prompt=prompt, image=first, settings=settings, dynamics=plan,
+                                      output=output, model=self.source)
+        return self._run_session(folder, None, callback, progress)
 
+    # --- world sessions -------------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def resume(self, session: str | Path, callback: Callable[[ClipEvent], None] | None = None,
+               progress: bool = True) -> OwlPipelineOutput:
+        """Continue an interrupted session: replay its world session, then film the clips it lacks.
+
+        The finished video (the session's own output) is frame for frame what the uninterrupted run would have
+        made: same states, same context latents, same generator state.
+        """
+        folder = SessionFolder.open(session)
+        if folder.complete:
+            raise OwlError(f"session {str(folder.path)!r} is already complete ({str(folder.output)!r}); continue it "
+                           "with extend, or fork it with branch")
+        s = folder.settings
+        self.renderer.check_size(s.height, s.width)
+        remove_stale_temporaries(folder.output.parent, stem=folder.output.stem)
+        start = folder.replay(self.world_model) if folder.records else None
+        return self._run_session(folder, start, callback, progress)
+
+    @torch.no_grad()
+    def branch(self, session: str | Path, at: int, output: str | Path, dynamics: list[str | None] | None = None,
+               seconds: float | None = None, seed: int | None = None,
+               callback: Callable[[ClipEvent], None] | None = None, progress: bool = True) -> OwlPipelineOutput:
+        """Fork a session at clip `at`: clips 0..at-1 are kept, clips at.. are filmed again driven by `dynamics`
+        (d_{at-1}, d_at, ...; None or missing entries are predicted). The original session and video are only
+        read. seconds: the new total duration (default: the session's); seed: reseed the generator at the fork
+        (default: carry the session's generator on, so the same dynamics give the same clips)."""
+        src = SessionFolder.open(session)
+        done = len(src.records)
+        if isinstance(at, bool) or not isinstance(at, int) or not 1 <= at <= done:
+            raise OwlError(f"at must be a clip index from 1 to {done} (the session's finished clips are 0..{done - 1}; "
+                           f"clip 0 is made from the prompt alone), got {at!r}")
+        settings = src.settings
+        if seconds is not None:
+            _check_seconds(seconds)
+            settings = replace(settings, seconds=float(seconds))
+        if seed is not None:
+            _check_seed(seed)
+            settings = replace(settings, seed=seed)
+        output = _check_output(output)
+        target = session_path(output)
+        if target.resolve() == src.path.resolve() or output.resolve() == src.output.resolve():
+            raise OwlError(f"out {str(output)!r} would overwrite the session it branches from; choose another out")
+        last = src.load_clip(at - 1)
+        written = sum(c["video_frames"] for c in src.meta["clips"][:at])
+        total = plan_clips(self.renderer, settings.seconds, settings.fps)[1]
+        written += max(0, min(len(last.frames) - last.video_frames, total - written))
+        prefix = (src.dynamics + [None] * at)[: at - 1]
+        plan = self._plan_dynamics(dynamics, settings, done=at, written=written, total=total, prefix=prefix)
+        if total <= written:
+            raise OwlError(f"a {settings.seconds:g} s video ends within clip {at - 1}: nothing to branch at clip {at}; "
+                           "give more seconds")
+        folder = SessionFolder.create(target, prompt=src.prompt, image=src.image(), settings=settings, dynamics=plan,
+                                      output=output, model=src.model or self.source,
+                                      parent={"session": str(src.path.resolve()), "at": at})
+        folder.copy_clips(src, at)
+        if seed is not None:
+            folder.save_clip(replace(last, rng=torch.Generator("cpu").manual_seed(seed).get_state()))
+        start = folder.replay(self.world_model, upto=at - 1)
+        return self._run_session(folder, start, callback, progress)
+
+    @torch.no_grad()
+    def extend(self, source: str | Path, seconds: float, output: str | Path,
+               dynamics: list[str | None] | None = None, prompt: str = "", seed: int = 0, fps: float | None = None,
+               height: int | None = None, width: int | None = None, num_inference_steps: int | None = None,
+               guidance_scale: float | None = None, memory: str = "full",
+               callback: Callable[[ClipEvent], None] | None = None, progress: bool = True) -> OwlPipelineOutput:
+        """Continue a finished session (a folder) or any video file by `seconds` more, into a new `output`.
+
+        dynamics: d for the new clip transitions, in order. A session continues with its own settings, as one
+        longer run would. A video is read at the model's fps and size (decord), cut on the clip grid and observed
+        as O_0..O_k with predicted dynamics between its clips; its tail frames, encoded, are the next clip's
+        context. `prompt`, `seed` and the size options apply to a video source only. The output holds the source
+        followed by the new clips; a session is saved beside it.
+        """
+        _check_seconds(seconds)
+        output = _check_output(output)
+        source = Path(source)
+        target = session_path(output)
+        if source.is_dir():
+            src = SessionFolder.open(source)
+            if not src.complete:
+                raise OwlError(f"session {str(src.path)!r} is not finished; resume it first "
+                               f"(owl generate --resume {src.path})")
+            if target.resolve() == src.path.resolve() or output.resolve() == src.output.resolve():
+                raise OwlError(f"out {str(output)!r} would overwrite the session it extends; choose another out")
+            done, s = len(src.records), src.settings
+            settings = replace(s, seconds=src.written / s.fps + float(seconds))
+            _check_seconds(settings.seconds, what="the extended video's seconds")
+            total = plan_clips(self.renderer, settings.seconds, settings.fps)[1]
+            last = src.load_clip(done - 1)
+            written = src.written + max(0, min(len(last.frames) - last.video_frames, total - src.written))
+            prefix = (src.dynamics + [None] * done)[: done - 1]
+            plan = self._plan_dynamics(dynamics, settings, done=done, written=written, total=total, prefix=prefix)
+            folder = SessionFolder.create(target, prompt=src.prompt, image=src.image(), settings=settings,
+                                          dynamics=plan, output=output, model=src.model or self.source,
+                                          parent={"session": str(src.path.resolve()), "extends": True})
+            folder.copy_clips(src, done)
+            start = folder.replay(self.world_model)
+            return self._run_session(folder, start, callback, progress)
+
+        settings = self._settings(seconds, fps, height, width, num_inference_steps, guidance_scale, memory, seed,
+                                  False, 1.0)
+        if not isinstance(prompt, str):
+            raise OwlError(f"prompt must be a string, got {type(prompt).__name__}")
+        self._check_settings(settings.seconds, settings.fps, settings.height, settings.width,
+                             settings.num_inference_steps, settings.guidance_scale, memory, output)
+        frames, _ = read_video(source, fps=settings.fps, size=(settings.height, settings.width))
+        settings = replace(settings, seconds=len(frames) / settings.fps + float(seconds))
+        _check_seconds(settings.seconds, what="the extended video's seconds")
+        total = plan_clips(self.renderer, settings.seconds, settings.fps)[1]
+        first, rest = self.renderer.frames_per_clip(True), self.renderer.frames_per_clip(False)
+        done = 1 + max(0, -(-(len(frames) - first) // rest))
+        plan = self._plan_dynamics(dynamics, settings, done=done, written=len(frames), total=total,
+                                   prefix=[None] * (done - 1))
+        folder = SessionFolder.create(target, prompt=prompt, image=None, settings=settings, dynamics=plan,
+                                      output=output, model=self.source, parent={"video": str(source.resolve())})
+        start = observe_video(self.world_model, self.renderer, folder, frames, settings, prompt)
+        return self._run_session(folder, start, callback, progress)
+
+    def _run_session(self, folder: SessionFolder, start: LoopStart | None, callback, progress) -> OwlPipelineOutput:
+        """Run (or carry on) the loop of a session: stream the video to its output, save every clip, publish the
+        partial video; mark the session complete and drop the partial once the output is in place."""
+        s, output = folder.settings, folder.output
+        preview = PartialVideo(folder, partial_path(output))
+
+        def on_clip(step) -> Path | None:
+            folder.save_clip(step)
+            return preview.publish()
+
+        timings: dict[str, float] = {}
+        with VideoWriter(output, fps=s.fps) as writer:
+            if start is not None:  # the video so far, as saved
+                for frames in folder.video_frames(len(start.clips)):
+                    writer.append(frames)
+            storyboard = rollout(self.world_model, self.renderer, folder.prompt, s, writer.append,
+                                 image=folder.image(), dynamics=folder.dynamics, callback=callback,
+                                 progress=progress, timings=timings, start=start, on_clip=on_clip)
+        folder.mark_complete()
+        preview.remove()
+        n = writer.num_frames
+        return OwlPipelineOutput(output, None, n, s.fps, n / s.fps, storyboard, timings)
+
+    # --- inputs ---------------------------------------------------------------------------------------------
+
+    def _settings(self, seconds, fps, height, width, num_inference_steps, guidance_scale, memory, seed, do_sample,
+                  temperature) -> RolloutSettings:
+        cfg = self.renderer.config
+        default = lambda value, fallback: fallback if value is None else value
+        _check_seed(seed)
+        return RolloutSettings(
+            seconds=seconds, fps=default(fps, cfg.fps), height=default(height, cfg.height),
+            width=default(width, cfg.width), num_inference_steps=default(num_inference_steps, cfg.num_inference_steps),
+            guidance_scale=default(guidance_scale, cfg.guidance_scale),
+            memory=memory, seed=seed, do_sample=do_sample, temperature=temperature)
+
+    def _plan_dynamics(self, dynamics, settings: RolloutSettings, done: int, written: int, total: int,
+                       prefix: list[str | None] = ()) -> list[str | None]:
+        """The absolute dynamics plan d_0, d_1, ...: `prefix` for the transitions already made, then `dynamics`
+        (a list, or a Timeline mapped onto the clips' start times)."""
+        rest = self.renderer.frames_per_clip(False)
+        if done == 0:
+            num_clips = plan_clips(self.renderer, settings.seconds, settings.fps)[0]
+        else:
+            num_clips = done + max(0, -(-(total - written) // rest))
+        if dynamics is None:
+            new: list[str | None] = []
+        elif isinstance(dynamics, Timeline):
+            if done:
+                raise OwlError("a timeline applies to a new rollout; give a list of dynamics to branch or extend")
+            first = self.renderer.frames_per_clip(True)
+            new = dynamics.dynamics_for([0.0] + [(first + i * rest) / settings.fps for i in range(num_clips - 1)])
+        elif isinstance(dynamics, (list, tuple)) and all(d is None or isinstance(d, str) for d in dynamics):
+            new = [d.strip() if isinstance(d, str) and d.strip() else None for d in dynamics]
+        else:
+            raise OwlError("dynamics must be a list of strings (None for a predicted step) or a Timeline")
+        plan = list(prefix) + new
+        check_dynamics(plan, num_clips, settings, self.renderer)
+        return plan
 
 @contextlib.contextmanager
 def _quiet_transformers():
@@ -268,3 +468,29 @@ def _checked_transformers_load(cls, path: Path, **kwargs):
         first = {k: sorted(v)[:3] for k, v in bad.items()}
         raise OwlError(f"weights in {str(path)!r} do not match its config: {first}")
     return model
+
+
+def _check_seconds(seconds, what: str = "seconds") -> None:
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 < seconds <= MAX_SECONDS:
+        raise OwlError(f"{what} must be > 0 and <= {MAX_SECONDS}, got {seconds:g}" if isinstance(seconds, (int, float))
+                       else f"{what} must be a number, got {seconds!r}")
+
+
+def _check_seed(seed) -> None:
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2 ** 63:
+        raise OwlError(f"seed must be a non-negative integer, got {seed!r}")
+
+
+def _check_output(output) -> Path:
+    out = Path(output)
+    if out.suffix.lower() != ".mp4":
+        raise OwlError(f"output must be an .mp4 path, got {str(out)!r}")
+    if not out.parent.is_dir():
+        raise OwlError(f"output folder does not exist: {str(out.parent)!r}")
+    return out
+
+
+def _check_session_beside(session, output) -> None:
+    """A session names its output by file name: it must sit in the same folder."""
+    if Path(session).resolve().parent != Path(output).resolve().parent:
+        raise OwlError(f"session {str(session)!r} must be in the same folder as output {str(output)!r}")

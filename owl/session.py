@@ -1,0 +1,392 @@
+"""World sessions on disk: a rollout saved after every clip, so it can be resumed, branched or extended.
+
+A session is a folder beside the video it makes (`out.mp4` -> `out.session/`):
+
+    session.json              format, status ("running" or "complete"), the model, the output's file name, the
+                              prompt, the settings (`RolloutSettings`), the dynamics plan d_0, d_1, ..., and per
+                              finished clip its record (index, start, end, dynamics, predicted, source) and how
+                              many of its frames are in the video
+    start.safetensors         image: the first image (H, W, 3) uint8, for image-to-video only
+    clips/000000.safetensors  one per finished clip:
+        frames       (T, H, W, 3) uint8   the clip as filmed, uncut: the video so far is these, cut per record
+        key_frames   (K, H, W, 3) uint8   O_t, the observation the next step feeds the LMM
+        context      (1, C, c, h, w) f32  the clip's last latent frames: the next clip's context
+        rng          (5056,) uint8        the torch.Generator state after the clip
+
+Nothing is pickled: tensors are safetensors, the rest JSON. Every file is written atomically (temporary file and
+rename), each clip's file before session.json names it, so a kill at any moment leaves a session of complete
+clips only: resuming loses at most the clip that was in progress.
+
+The LMM's KV cache is not saved (it is large and tied to library versions): `replay` runs a fresh `WorldSession`
+through the same calls, in the same order and the same chunks, as the loop did (start(prompt, image), then per
+clip t: observe(O_{t-1}), act(d_{t-1}), read_state()), so the cache and the states read from it are the same
+numbers. Given dynamics are fed as text; predicted ones are generated again from the same history with the
+generator set to the state it had then (the rng saved with clip t-1), and must come out as recorded, or the
+session was made by another model.
+
+Frames are kept raw (H x W x 3 bytes each) so a resumed video is bit-identical to an uninterrupted one; a
+finished session may be deleted when it will not be branched or extended.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from owl.errors import OwlError
+from owl.renderer import Renderer, from_uint8_thwc
+from owl.rollout import ClipRecord, ClipStep, LoopStart, RolloutSettings, key_frames
+from owl.video_io import VideoWriter, write_bytes_atomic
+from owl.world_model import WorldModel
+
+FORMAT = 1
+SESSION_FILE = "session.json"
+
+
+def session_path(output: str | Path) -> Path:
+    """The session folder of an output video: `out.mp4` -> `out.session`."""
+    return Path(output).with_suffix(".session")
+
+
+def partial_path(output: str | Path) -> Path:
+    """The playable video-so-far published while `output` is being made: `out.mp4` -> `out.partial.mp4`."""
+    output = Path(output)
+    return output.with_name(f"{output.stem}.partial.mp4")
+
+
+class SessionFolder:
+    """One session folder: its metadata (session.json) and its clip files."""
+
+    def __init__(self, path: Path, meta: dict):
+        self.path = path
+        self.meta = meta
+
+    # --- creating and opening -------------------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, path: str | Path, *, prompt: str, image: np.ndarray | None, settings: RolloutSettings,
+               dynamics: list[str | None], output: str | Path, model: dict | None,
+               parent: dict | None = None) -> "SessionFolder":
+        """A new, empty session at `path`; an older session there is replaced (its clips are removed)."""
+        path = Path(path)
+        if path.exists():
+            if not (path / SESSION_FILE).is_file():
+                raise OwlError(f"{str(path)!r} exists and is not an Owl session; move it away or choose another --out")
+            _clear(path)
+        path.mkdir(parents=True, exist_ok=True)
+        (path / "clips").mkdir(exist_ok=True)
+        if image is not None:
+            _write_tensors(path / "start.safetensors", {"image": torch.from_numpy(np.ascontiguousarray(image))})
+        meta = {
+            "format": FORMAT, "status": "running", "model": model, "output": Path(output).name,
+            "prompt": prompt, "has_image": image is not None, "settings": dataclasses.asdict(settings),
+            "dynamics": list(dynamics), "parent": parent, "clips": [],
+        }
+        folder = cls(path, meta)
+        folder._save_meta()
+        return folder
+
+    @classmethod
+    def open(cls, path: str | Path) -> "SessionFolder":
+        """Open and check a saved session (OwlError with one line if it is not one)."""
+        path = Path(path)
+        if not path.is_dir():
+            raise OwlError(f"session not found: {str(path)!r} (a session is the folder beside a video, e.g. out.session)")
+        file = path / SESSION_FILE
+        if not file.is_file():
+            raise OwlError(f"{str(path)!r} is not an Owl session: it has no {SESSION_FILE}")
+        try:
+            meta = json.loads(file.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise OwlError(f"session {str(path)!r} is damaged: {SESSION_FILE} is not valid JSON") from exc
+        _check_meta(meta, path)
+        folder = cls(path, meta)
+        for record in folder.records:
+            if not folder._clip_file(record.index).is_file():
+                raise OwlError(f"session {str(path)!r} is damaged: clip file {record.index} is missing")
+        remove_stale_temporaries(path / "clips")
+        remove_stale_temporaries(path)
+        return folder
+
+    # --- what it holds --------------------------------------------------------------------------------------
+
+    @property
+    def prompt(self) -> str:
+        return self.meta["prompt"]
+
+    @property
+    def settings(self) -> RolloutSettings:
+        return RolloutSettings(**self.meta["settings"])
+
+    @property
+    def dynamics(self) -> list[str | None]:
+        return list(self.meta["dynamics"])
+
+    @property
+    def model(self) -> dict | None:
+        return self.meta["model"]
+
+    @property
+    def complete(self) -> bool:
+        return self.meta["status"] == "complete"
+
+    @property
+    def output(self) -> Path:
+        """The video this session makes (beside the session folder)."""
+        return self.path.parent / self.meta["output"]
+
+    @property
+    def records(self) -> list[ClipRecord]:
+        return [ClipRecord(**{k: v for k, v in c.items() if k != "video_frames"}) for c in self.meta["clips"]]
+
+    @property
+    def written(self) -> int:
+        """Frames of the video so far."""
+        return sum(c["video_frames"] for c in self.meta["clips"])
+
+    def image(self) -> np.ndarray | None:
+        if not self.meta["has_image"]:
+            return None
+        return _read_tensors(self.path / "start.safetensors", self.path)["image"].numpy()
+
+    def _clip_file(self, index: int) -> Path:
+        return self.path / "clips" / f"{index:06d}.safetensors"
+
+    def load_clip(self, index: int) -> ClipStep:
+        entry = self.meta["clips"][index]
+        tensors = _read_tensors(self._clip_file(index), self.path)
+        missing = {"frames", "key_frames", "context", "rng"} - set(tensors)
+        if missing:
+            raise OwlError(f"session {str(self.path)!r} is damaged: clip {index} lacks {sorted(missing)}")
+        return ClipStep(self.records[index], tensors["frames"].numpy(), entry["video_frames"],
+                        tensors["key_frames"].numpy(), tensors["context"], tensors["rng"])
+
+    def video_frames(self, count: int | None = None) -> Iterator[np.ndarray]:
+        """The video so far, clip by clip ((T, H, W, 3) uint8 each), of the first `count` clips (all by default)."""
+        for index, entry in enumerate(self.meta["clips"][:count]):
+            frames = _read_tensors(self._clip_file(index), self.path)["frames"].numpy()
+            yield frames[: entry["video_frames"]]
+
+    # --- writing --------------------------------------------------------------------------------------------
+
+    def save_clip(self, step: ClipStep) -> None:
+        """Save one finished clip (or update the last one): its file first, then session.json."""
+        index = step.record.index
+        if index > len(self.meta["clips"]):
+            raise ValueError(f"clip {index} saved before clip {len(self.meta['clips'])}")
+        _write_tensors(self._clip_file(index), {
+            "frames": torch.from_numpy(np.ascontiguousarray(step.frames)),
+            "key_frames": torch.from_numpy(np.ascontiguousarray(step.key_frames)),
+            "context": step.context.detach().float().cpu().contiguous(),
+            "rng": step.rng.contiguous(),
+        })
+        entry = {**dataclasses.asdict(step.record), "video_frames": int(step.video_frames)}
+        self.meta["clips"] = self.meta["clips"][:index] + [entry]
+        self._save_meta()
+
+    def copy_clips(self, source: "SessionFolder", count: int) -> None:
+        """Take clips 0..count-1 from another session (branch, extend), files copied byte for byte."""
+        for index in range(count):
+            target = self._clip_file(index)
+            tmp = target.with_name(f".{target.stem}.{os.getpid()}.tmp{target.suffix}")
+            shutil.copyfile(source._clip_file(index), tmp)
+            os.replace(tmp, target)
+        self.meta["clips"] = [dict(c) for c in source.meta["clips"][:count]]
+        self._save_meta()
+
+    def mark_complete(self) -> None:
+        self.meta["status"] = "complete"
+        self._save_meta()
+
+    def write_video(self, path: str | Path) -> Path:
+        """Write the video so far to `path` (atomically), clip by clip."""
+        with VideoWriter(path, fps=self.settings.fps) as writer:
+            for frames in self.video_frames():
+                writer.append(frames)
+        return writer.path
+
+    def _save_meta(self) -> None:
+        write_bytes_atomic(self.path / SESSION_FILE, (json.dumps(self.meta, indent=2) + "\n").encode())
+
+    # --- rebuilding the world session -----------------------------------------------------------------------
+
+    def replay(self, world_model: WorldModel, upto: int | None = None) -> LoopStart:
+        """A fresh world session run through clips 0..upto (default: all saved), ready for clip upto + 1."""
+        records = self.records
+        upto = len(records) - 1 if upto is None else upto
+        if not 0 <= upto < len(records):
+            raise OwlError(f"session {str(self.path)!r} has clips 0..{len(records) - 1}, not clip {upto}")
+        s = self.settings
+        session = world_model.session(memory=s.memory)
+        session.start(self.prompt, self.image())
+        steps = [self.load_clip(0)]
+        session.read_state()
+        generator = torch.Generator("cpu")
+        for t in range(1, upto + 1):
+            record, previous = records[t], steps[-1]
+            session.observe(previous.key_frames)
+            generator.set_state(previous.rng)
+            text = session.act(None if record.predicted else record.dynamics, do_sample=s.do_sample,
+                               temperature=s.temperature, generator=generator)
+            if text != record.dynamics:
+                raise OwlError(f"session {str(self.path)!r} does not replay with this model: clip {t}'s dynamics "
+                               f"came out {text!r}, the session recorded {record.dynamics!r}; use the session's own "
+                               f"model ({_describe_model(self.model)})")
+            session.read_state()
+            steps.append(self.load_clip(t))
+        written = sum(c["video_frames"] for c in self.meta["clips"][: upto + 1])
+        return LoopStart(session, records[: upto + 1], steps[-1], written)
+
+
+class PartialVideo:
+    """A playable mp4 of the video so far (`out.partial.mp4`), republished atomically after each clip so a user
+    can watch a long rollout grow and abort it; removed once the output is complete.
+
+    Each publish re-encodes the whole video so far; past `always_seconds` of video it is skipped whenever
+    publishing has taken more than `budget` of the time since the rollout began, so it never costs more than
+    about that share of a long run (the partial then lags a few clips behind).
+    """
+
+    def __init__(self, folder: SessionFolder, path: Path, always_seconds: float = 120.0, budget: float = 0.1):
+        self.folder, self.path = folder, path
+        self.always_seconds, self.budget = always_seconds, budget
+        self.started, self.spent = time.perf_counter(), 0.0
+
+    def publish(self) -> Path | None:
+        """Publish the video so far (or skip, see above); returns the partial's path when there is one."""
+        elapsed = time.perf_counter() - self.started
+        seconds = self.folder.written / self.folder.settings.fps
+        if seconds <= self.always_seconds or self.spent <= self.budget * elapsed:
+            tick = time.perf_counter()
+            self.folder.write_video(self.path)
+            self.spent += time.perf_counter() - tick
+        return self.path if self.path.is_file() else None
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def observe_video(world_model: WorldModel, renderer: Renderer, folder: SessionFolder, frames_thwc: np.ndarray,
+                  settings: RolloutSettings, prompt: str) -> LoopStart:
+    """Read an existing video into a new session as clips O_0..O_k (video extension, Owl-1 §3).
+
+    The video is cut on the rollout's clip grid; each clip is observed and the world model predicts the dynamics
+    between clips, exactly as in the loop (so the session replays like any other). Each clip's context latents are
+    its tail frames encoded by the renderer's VAE: the only place Owl goes from pixels back to latents.
+    """
+    first, rest = renderer.frames_per_clip(True), renderer.frames_per_clip(False)
+    bounds, position = [], 0
+    while position < len(frames_thwc):
+        size = first if not bounds else rest
+        bounds.append((position, min(position + size, len(frames_thwc))))
+        position += size
+    device = renderer.projector.null_state.device
+    generator = torch.Generator("cpu").manual_seed(settings.seed)
+    session = world_model.session(memory=settings.memory)
+    session.start(prompt, None)
+    clips, observation, step = [], None, None
+    tail = 1 + 4 * renderer.config.clip_latent_frames  # frames of one latent clip: 1 + 4n
+    for t, (a, b) in enumerate(bounds):
+        if t == 0:
+            text, predicted = prompt, False
+        else:
+            session.observe(observation)
+            text, predicted = session.act(None, do_sample=settings.do_sample, temperature=settings.temperature,
+                                          generator=generator), True
+        session.read_state()
+        clip = frames_thwc[a:b]
+        start = max(0, b - tail)
+        start += (b - start - 1) % renderer.temporal_scale  # the VAE takes 1 + 4m frames
+        with torch.no_grad():
+            latents = renderer.encode(from_uint8_thwc(frames_thwc[start:b])[None].to(device))
+        context = latents[:, :, -renderer.config.context_latent_frames:].cpu()
+        observation = key_frames(clip, world_model.config.key_frames)
+        record = ClipRecord(t, a / settings.fps, b / settings.fps, text, predicted, source="video")
+        step = ClipStep(record, clip, len(clip), observation, context, generator.get_state())
+        folder.save_clip(step)
+        clips.append(record)
+    return LoopStart(session, clips, step, len(frames_thwc))
+
+
+# --- helpers of this file ------------------------------------------------------------------------------------
+
+_SETTINGS_KEYS = {f.name for f in dataclasses.fields(RolloutSettings)}
+_TMP = re.compile(r"^\..+\.(\d+)\.tmp(\.[A-Za-z0-9]+)?$")
+
+
+def _describe_model(model: dict | None) -> str:
+    if not model:
+        return "unknown"
+    return f"--preset {model['preset']}" if "preset" in model else f"--model {model.get('path')}"
+
+
+def _check_meta(meta, path: Path) -> None:
+    where = f"session {str(path)!r} is damaged"
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise OwlError(f"{where}: unknown format (this Owl reads format {FORMAT})")
+    needed = {"status": str, "output": str, "prompt": str, "has_image": bool, "settings": dict, "dynamics": list,
+              "clips": list}
+    for key, kind in needed.items():
+        if not isinstance(meta.get(key), kind):
+            raise OwlError(f"{where}: {SESSION_FILE} lacks a valid {key!r}")
+    if set(meta["settings"]) != _SETTINGS_KEYS:
+        raise OwlError(f"{where}: settings must have exactly {sorted(_SETTINGS_KEYS)}")
+    clip_keys = {f.name for f in dataclasses.fields(ClipRecord)} | {"video_frames"}
+    for n, clip in enumerate(meta["clips"]):
+        if not isinstance(clip, dict) or set(clip) != clip_keys or clip.get("index") != n:
+            raise OwlError(f"{where}: clip entry {n} is not a clip record")
+
+
+def _clear(path: Path) -> None:
+    """Remove what a session folder holds (only its own files)."""
+    clips = path / "clips"
+    if clips.is_dir():
+        for f in clips.iterdir():
+            if f.suffix == ".safetensors" or _TMP.match(f.name):
+                f.unlink()
+    for name in (SESSION_FILE, "start.safetensors"):
+        (path / name).unlink(missing_ok=True)
+
+
+def remove_stale_temporaries(folder: Path, stem: str | None = None) -> None:
+    """Delete temporary files (`.name.PID.tmp.ext`) left in `folder` by a process that no longer runs (kill -9)."""
+    if not folder.is_dir():
+        return
+    for f in folder.iterdir():
+        m = _TMP.match(f.name)
+        if not m or (stem is not None and not f.name.startswith(f".{stem}.")):
+            continue
+        pid = int(m.group(1))
+        if pid == os.getpid():
+            continue
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            f.unlink(missing_ok=True)
+        except PermissionError:  # alive, another user's
+            pass
+
+
+def _write_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
+    from safetensors.torch import save
+
+    write_bytes_atomic(path, save(tensors))
+
+
+def _read_tensors(path: Path, session: Path) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(path)
+    except (SafetensorError, OSError) as exc:
+        raise OwlError(f"session {str(session)!r} is damaged: cannot read {path.name}") from exc
