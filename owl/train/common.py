@@ -227,8 +227,7 @@ def param_groups(cfg: TrainConfig, pipe) -> list[dict]:
         module.requires_grad_(False)
     groups, seen = [], set()
     for name, (lr, params) in components.items():
-        params = [p for p in params if id(p) not in seen]  # tied embeddings appear twice
-        seen.update(id(p) for p in params)
+        params = [seen.add(id(p)) or p for p in params if id(p) not in seen]  # tied embeddings appear twice
         if lr > 0 and params:
             for p in params:
                 p.requires_grad_(True)
@@ -329,6 +328,9 @@ def save_artifact(pipe, output_dir: Path, ema=None, lora_dir: bool = True) -> Pa
         release.world_model.vlm.model.language_model = lm.merge_and_unload()
     if ema is not None:
         ema.copy_to(release.renderer.transformer.parameters())
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()  # no per-shard bars in the training log
     release.save_pretrained(tmp)
     _replace_dir(tmp, final)
     return final
@@ -348,8 +350,10 @@ def train(cfg: TrainConfig, stage: str, pipe, loss_module: nn.Module, dataset, c
     from tqdm.auto import tqdm
 
     output_dir = Path(cfg.output_dir)
+    # cpu=True without an accelerator makes accelerate join a torchrun/`accelerate launch --multi_gpu` process
+    # group over gloo (its `--cpu` launcher starts one process unless mpirun is set up).
     accelerator = Accelerator(
-        mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum,
+        cpu=not torch.cuda.is_available(), mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum,
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
     set_seed(cfg.seed)
     if accelerator.is_main_process:

@@ -1,0 +1,165 @@
+"""Stage-wise training on tiny models and tiny Shapes World data."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from owl import OwlError, OwlPipeline
+from owl.train import align, generate, vae, world
+from owl.train.common import load_config
+
+STAGES = {"vae": vae, "align": align, "generate": generate, "world": world}
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory):
+    from owl.data.commands import main as data_main
+
+    out = tmp_path_factory.mktemp("shapes")
+    assert data_main(["data", "shapes", "--out", str(out), "--videos", "3", "--seconds", "8", "--seed", "0"]) == 0
+    return out / "captions.json"
+
+
+def run(stage, tmp_path, shapes, *settings, resume=False, name=None):
+    out = tmp_path / (name or stage)
+    cfg = load_config(stage, None, [f"data={shapes}", f"output_dir={out}", *settings])
+    STAGES[stage].main(cfg, resume=resume, quiet=True)
+    return out
+
+
+def losses(out):
+    return [json.loads(line)["loss"] for line in (out / "log.jsonl").read_text().splitlines()]
+
+
+FALLS = {
+    "vae": ["steps=40", "batch_size=1", "frames=5", "window_start_prob=0", "lr_vae=3e-3"],
+    "align": ["steps=40", "batch_size=4", "lr_queries=1e-2"],
+    "generate": ["steps=50", "batch_size=4", "lr_transformer=3e-3", "cond_dropout=0", "context_dropout=0"],
+    "world": ["steps=40", "batch_size=1", "clips_per_sample=2", "cond_dropout=0", "lr_lmm=3e-3", "lr_transformer=3e-3"],
+}
+
+
+@pytest.mark.parametrize("stage", list(FALLS))
+def test_loss_falls_on_a_fixed_batch(stage, tmp_path, shapes):
+    out = run(stage, tmp_path, shapes, "fixed_batch=true", "warmup_steps=2", "save_every=1000", *FALLS[stage])
+    values = losses(out)
+    first, last = sum(values[:5]) / 5, sum(values[-5:]) / 5
+    assert last < 0.7 * first, (stage, first, last)
+    assert (out / "model" / "model_index.json").is_file()
+
+
+def test_each_stage_loads_the_previous_one_and_the_pipeline_loads_the_last(tmp_path, shapes):
+    previous = "preset:tiny"
+    for stage in STAGES:
+        extra = ["clips_per_sample=2"] if stage == "world" else []
+        out = run(stage, tmp_path, shapes, f"model={previous}", "steps=2", "batch_size=1", "frames=5" if stage == "vae" else "seed=0", *extra)
+        previous = str(out)
+    pipe = OwlPipeline.from_pretrained(tmp_path / "world" / "model")
+    result = pipe("a red circle enters from the left.", seconds=4, progress=False)
+    assert result.frames.shape == (32, 64, 64, 3)
+    # the VAE stage stored its latent statistics, and the renderer uses them
+    stats = json.loads((tmp_path / "vae" / "model" / "vae" / "config.json").read_text())
+    assert stats["latents_std"] != [1.0] * 4
+    torch.testing.assert_close(pipe.renderer.latents_std.flatten(), torch.tensor(stats["latents_std"]))
+
+
+def test_resume_matches_an_uninterrupted_run(tmp_path, shapes, monkeypatch):
+    settings = ["steps=8", "batch_size=2", "save_every=3", "ema_decay=0.9"]
+    full = run("generate", tmp_path, shapes, *settings, name="full")
+
+    calls = {"n": 0}
+    original = generate.Clips.__getitem__
+
+    def interrupt_later(self, i):
+        calls["n"] += 1
+        if calls["n"] == 2 * 5 + 1:  # while loading step 6's batch
+            raise KeyboardInterrupt
+        return original(self, i)
+
+    monkeypatch.setattr(generate.Clips, "__getitem__", interrupt_later)
+    with pytest.raises(KeyboardInterrupt):
+        run("generate", tmp_path, shapes, *settings, name="resumed")
+    monkeypatch.setattr(generate.Clips, "__getitem__", original)
+    resumed = tmp_path / "resumed"
+    assert (resumed / "checkpoints" / "step-0000005" / "owl_state.json").is_file()
+    assert not list((resumed / "checkpoints").glob(".tmp-*"))
+    run("generate", tmp_path, shapes, *settings, name="resumed", resume=True)
+    a, b = losses(full), losses(resumed)
+    assert len(a) == len(b) == 8
+    torch.testing.assert_close(torch.tensor(a), torch.tensor(b), atol=1e-5, rtol=1e-5)
+    wa = json.loads((full / "done.json").read_text())["weights_sum"]
+    wb = json.loads((resumed / "done.json").read_text())["weights_sum"]
+    assert wa == pytest.approx(wb, rel=1e-6)
+
+
+def test_lora_adapters_save_and_load_through_peft(tmp_path, shapes):
+    from peft import PeftModel
+
+    out = run("generate", tmp_path, shapes, "steps=3", "batch_size=2", "lora_rank=4", "lr_lora=1e-2")
+    assert (out / "model" / "lora" / "adapter_config.json").is_file()
+    trained = OwlPipeline.from_pretrained(out / "model").world_model
+    base = OwlPipeline.from_preset("tiny", seed=0).world_model
+    adapted = PeftModel.from_pretrained(base.vlm.model.language_model, out / "model" / "lora")
+    base.vlm.model.language_model = adapted
+    embeds = torch.randn(1, 5, trained.hidden_size)
+    positions = torch.arange(5).expand(3, 1, 5)
+    with torch.no_grad():
+        torch.testing.assert_close(base.run(embeds, positions), trained.run(embeds, positions), atol=1e-5, rtol=1e-4)
+        plain = OwlPipeline.from_preset("tiny", seed=0).world_model.run(embeds, positions)
+    assert (plain - trained.run(embeds, positions)).abs().max() > 1e-4  # the adapter changed something
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_hold_the_same_weights(tmp_path, shapes):
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--main_process_port", str(free_port()),
+         "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "owl.train", "generate",
+         "--set", f"data={shapes}", "--set", f"output_dir={out}", "--set", "steps=3", "--set", "batch_size=1", "--quiet"],
+        capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    sums = [json.loads((out / f"weights_rank{r}.json").read_text())["sum"] for r in (0, 1)]
+    assert sums[0] == sums[1]
+    assert (out / "model" / "model_index.json").is_file()
+
+
+@pytest.mark.parametrize("settings, message", [
+    (["nope=1"], "unknown setting for stage generate"),
+    (["steps=abc"], "steps must be int"),
+    (["data=/nonexistent/captions.json"], "data not found"),
+    (["model=/nonexistent"], "model not found"),
+])
+def test_bad_settings_fail_before_training(tmp_path, shapes, settings, message):
+    with pytest.raises(OwlError, match=message):
+        cfg = load_config("generate", None, [f"data={shapes}", f"output_dir={tmp_path / 'x'}", *settings])
+        generate.main(cfg, quiet=True)
+    assert not (tmp_path / "x").exists()
+
+
+def test_wrong_kind_of_previous_stage(tmp_path, shapes):
+    (tmp_path / "notamodel").mkdir()
+    cfg = load_config("world", None, [f"data={shapes}", f"model={tmp_path / 'notamodel'}", f"output_dir={tmp_path / 'x'}"])
+    with pytest.raises(OwlError, match="not an Owl model folder"):
+        world.main(cfg, quiet=True)
+
+
+def test_config_file_with_unknown_key_or_wrong_type(tmp_path):
+    bad = tmp_path / "c.yaml"
+    bad.write_text("steps: 10\nlearning_rate: 0.1\n")
+    with pytest.raises(OwlError, match=r"unknown setting\(s\) \['learning_rate'\]"):
+        load_config("align", str(bad), [])
+    bad.write_text("steps: ten\n")
+    with pytest.raises(OwlError, match="steps must be int"):
+        load_config("align", str(bad), [])
