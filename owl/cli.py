@@ -1,10 +1,16 @@
 """The `owl` command: a thin shell over the public API.
 
-    owl generate --prompt "a red ball rolls left" --seconds 24 --out ball.mp4
+    owl generate --prompt "a red ball rolls left" --seconds 24 --out ball.mp4 [--script timeline.yaml]
+    owl generate --resume ball.session                  continue an interrupted rollout
+    owl generate --batch prompts.jsonl --out-dir DIR    many rollouts (split under accelerate launch / torchrun)
+    owl branch ball.session --at 3 --dynamics "a square enters" --out fork.mp4
+    owl extend (ball.session | any.mp4) --seconds 8 --out longer.mp4
     owl data shapes --out DIR ...        (owl.data)
 
-User mistakes print one line, `owl: error: ...`, and exit 2, with no traceback; Ctrl-C exits 130 and leaves
-nothing half-written at the output path.
+Generation saves a world session beside the video (`ball.session/`, see `owl.session`) after every clip and keeps
+a playable `ball.partial.mp4` of the video so far until `ball.mp4` is complete. User mistakes print one line,
+`owl: error: ...`, and exit 2, with no traceback; Ctrl-C exits 130, leaves the session resumable and the partial
+video playable, and nothing half-written at the output path.
 """
 
 from __future__ import annotations
@@ -17,55 +23,50 @@ from owl.errors import OwlError
 
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "checkpoints" / "owl-shapes"
 
-
-def read_script(path: str) -> list[str]:
-    """Dynamics from a JSON or YAML file: a list of texts, or {"dynamics": [texts]}."""
-    import yaml
-
-    p = Path(path)
-    if not p.is_file():
-        raise OwlError(f"script not found: {path!r}")
-    try:
-        data = yaml.safe_load(p.read_text())  # YAML is a superset of JSON
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise OwlError(f"script {path!r} is neither valid JSON nor YAML: {str(exc).splitlines()[0]}") from exc
-    if isinstance(data, dict):
-        unknown = sorted(set(data) - {"dynamics"})
-        if unknown:
-            raise OwlError(f"script {path!r} has unknown key(s) {unknown}; accepted: ['dynamics']")
-        data = data.get("dynamics")
-    if not isinstance(data, list) or not data or not all(isinstance(d, str) and d.strip() for d in data):
-        raise OwlError(f"script {path!r} must hold a non-empty list of dynamics texts (or {{dynamics: [...]}})")
-    return [d.strip() for d in data]
+# generate's options that describe a new rollout: --resume takes them from the session instead
+_NEW_ROLLOUT = ("prompt", "image", "seconds", "fps", "height", "width", "dynamics", "script", "seed", "steps",
+                "guidance", "memory", "out")
 
 
-def load_pipeline(model: str | None, preset: str | None):
+def parse_dynamics(text: str | None) -> list[str | None] | None:
+    """`"a; ; c"` -> ["a", None, "c"] (an empty entry is predicted)."""
+    return None if text is None else [d.strip() or None for d in text.split(";")]
+
+
+def pick_device(device: str) -> str:
+    """"auto": this process's GPU (LOCAL_RANK under accelerate / torchrun) when CUDA is there, else the CPU."""
+    import os
+
+    import torch
+
+    if device != "auto":
+        return device
+    return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}" if torch.cuda.is_available() else "cpu"
+
+
+def load_pipeline(model: str | None, preset: str | None, device: str = "cpu", saved: dict | None = None):
+    """The pipeline of --model / --preset; else the one a session recorded (`saved`); else the shipped model."""
     from owl.pipeline import OwlPipeline
 
     if model and preset:
         raise OwlError("give either --model or --preset, not both")
+    if not model and not preset and saved:
+        if "preset" in saved:
+            return OwlPipeline.from_preset(saved["preset"], seed=saved.get("seed", 0), device=device)
+        model = saved.get("path")
     if preset:
-        return OwlPipeline.from_preset(preset)
+        return OwlPipeline.from_preset(preset, device=device)
     if model is None and not DEFAULT_MODEL.is_dir():
         raise OwlError(f"no model given and the shipped model is not at {str(DEFAULT_MODEL)!r}; "
                        "pass --model DIR or --preset tiny")
-    return OwlPipeline.from_pretrained(model or DEFAULT_MODEL)
+    return OwlPipeline.from_pretrained(model or DEFAULT_MODEL, device=device)
 
 
-def cmd_generate(args) -> int:
-    if args.dynamics is not None and args.script is not None:
-        raise OwlError("give either --dynamics or --script, not both")
-    dynamics = None
-    if args.dynamics is not None:
-        dynamics = [d.strip() or None for d in args.dynamics.split(";")]
-    elif args.script is not None:
-        dynamics = read_script(args.script)
-    out = Path(args.out)
-    pipe = load_pipeline(args.model, args.preset)
-    result = pipe(
-        prompt=args.prompt, image=args.image, seconds=args.seconds, fps=args.fps, height=args.height,
-        width=args.width, dynamics=dynamics, seed=args.seed, num_inference_steps=args.steps,
-        guidance_scale=args.guidance, memory=args.memory, output=out, progress=not args.quiet)
+def _given(args, names) -> list[str]:
+    return ["--" + n.replace("_", "-") for n in names if getattr(args, n, None) not in (None, False)]
+
+
+def _finish(result, out: Path) -> int:
     storyboard_path = out.with_suffix(".storyboard.json")
     result.storyboard.save(storyboard_path)
     print(f"wrote {out} ({result.seconds:.2f} s, {result.num_frames} frames at {result.fps:g} fps); "
@@ -73,29 +74,191 @@ def cmd_generate(args) -> int:
     return 0
 
 
+def _interrupted(out: Path) -> int:
+    from owl.session import partial_path, session_path
+
+    session, partial = session_path(out), partial_path(out)
+    where = f"; the video so far is {partial}" if partial.is_file() else ""
+    if (session / "session.json").is_file():
+        print(f"owl: interrupted; nothing was left at {out}; resume with: owl generate --resume {session}{where}",
+              file=sys.stderr)
+    else:
+        print("owl: interrupted; nothing was left at the output path", file=sys.stderr)
+    return 130
+
+
+def cmd_generate(args) -> int:
+    if args.resume is not None:
+        return _resume(args)
+    if args.batch is not None:
+        return _batch(args)
+    if args.out_dir is not None:
+        raise OwlError("--out-dir goes with --batch; a single video takes --out")
+    from owl.session import session_path
+    from owl.timeline import read_script
+
+    if args.dynamics is not None and args.script is not None:
+        raise OwlError("give either --dynamics or --script, not both")
+    dynamics = parse_dynamics(args.dynamics) if args.script is None else read_script(args.script)
+    out = Path(args.out or "owl.mp4")
+    pipe = load_pipeline(args.model, args.preset, pick_device(args.device))
+    try:
+        result = pipe(
+            prompt=args.prompt or "", image=args.image, seconds=24.0 if args.seconds is None else args.seconds,
+            fps=args.fps, height=args.height, width=args.width, dynamics=dynamics,
+            seed=0 if args.seed is None else args.seed, num_inference_steps=args.steps, guidance_scale=args.guidance,
+            memory=args.memory or "full", output=out, progress=not args.quiet,
+            session=None if args.no_session else session_path(out))
+    except KeyboardInterrupt:
+        return _interrupted(out)
+    return _finish(result, out)
+
+
+def _resume(args) -> int:
+    from owl.session import SessionFolder
+
+    clash = _given(args, _NEW_ROLLOUT + ("batch", "out_dir", "no_session"))
+    if clash:
+        raise OwlError(f"--resume continues the session with its own settings; drop {' '.join(clash)}")
+    folder = SessionFolder.open(args.resume)
+    if folder.complete:
+        raise OwlError(f"session {str(folder.path)!r} is already complete ({str(folder.output)!r}); continue it with "
+                       "owl extend, or fork it with owl branch")
+    pipe = load_pipeline(args.model, args.preset, pick_device(args.device), saved=folder.model)
+    try:
+        result = pipe.resume(folder.path, progress=not args.quiet)
+    except KeyboardInterrupt:
+        return _interrupted(folder.output)
+    return _finish(result, folder.output)
+
+
+def _batch(args) -> int:
+    from owl.batch import process_rank, read_batch, run_batch
+
+    clash = _given(args, ("prompt", "image", "dynamics", "script", "out"))
+    if clash:
+        raise OwlError(f"--batch takes prompts, images and dynamics from its rows; drop {' '.join(clash)}")
+    if args.out_dir is None:
+        raise OwlError("--batch needs --out-dir DIR")
+    out_dir = Path(args.out_dir)
+    if not out_dir.is_dir():
+        raise OwlError(f"output folder does not exist: {str(out_dir)!r}")
+    items = read_batch(args.batch, seconds=24.0 if args.seconds is None else args.seconds,
+                       seed=0 if args.seed is None else args.seed)
+    rank, world = process_rank()
+    options = dict(fps=args.fps, height=args.height, width=args.width, num_inference_steps=args.steps,
+                   guidance_scale=args.guidance, memory=args.memory or "full")
+    summary = run_batch(items, out_dir, lambda: load_pipeline(args.model, args.preset, pick_device(args.device)),
+                        options, rank=rank, world=world, sessions=not args.no_session,
+                        retry_failed=args.retry_failed, progress=not args.quiet)
+    print(f"batch rank {rank}/{world}: {summary.done} done, {summary.failed} failed, {summary.skipped} skipped; "
+          f"manifest {summary.manifest}")
+    return 0
+
+
+def cmd_branch(args) -> int:
+    from owl.session import SessionFolder
+
+    folder = SessionFolder.open(args.session)
+    out = Path(args.out)
+    pipe = load_pipeline(args.model, args.preset, pick_device(args.device), saved=folder.model)
+    try:
+        result = pipe.branch(folder.path, at=args.at, output=out, dynamics=parse_dynamics(args.dynamics),
+                             seconds=args.seconds, seed=args.seed, progress=not args.quiet)
+    except KeyboardInterrupt:
+        return _interrupted(out)
+    return _finish(result, out)
+
+
+def cmd_extend(args) -> int:
+    from owl.session import SessionFolder
+
+    source = Path(args.source)
+    saved = None
+    if source.is_dir():
+        clash = _given(args, ("prompt", "seed", "fps", "height", "width", "steps", "guidance", "memory"))
+        if clash:
+            raise OwlError(f"a session is extended with its own settings; drop {' '.join(clash)}")
+        saved = SessionFolder.open(source).model
+    elif not source.is_file():
+        raise OwlError(f"nothing to extend at {str(source)!r}: give a session folder or a video file")
+    out = Path(args.out)
+    pipe = load_pipeline(args.model, args.preset, pick_device(args.device), saved=saved)
+    try:
+        result = pipe.extend(source, seconds=args.seconds, output=out, dynamics=parse_dynamics(args.dynamics),
+                             prompt=args.prompt or "", seed=args.seed or 0, fps=args.fps, height=args.height,
+                             width=args.width, num_inference_steps=args.steps, guidance_scale=args.guidance,
+                             memory=args.memory or "full", progress=not args.quiet)
+    except KeyboardInterrupt:
+        return _interrupted(out)
+    return _finish(result, out)
+
+
+def _model_options(parser) -> None:
+    parser.add_argument("--model", help="a saved Owl pipeline folder (default: the session's, else checkpoints/owl-shapes)")
+    parser.add_argument("--preset", help="build a random model of a named size instead (tiny)")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N; auto: this process's GPU if any, else cpu")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _look_options(parser) -> None:
+    parser.add_argument("--fps", type=float, help="frames per second (default: the model's)")
+    parser.add_argument("--height", type=int, help="frame height (default: the model's)")
+    parser.add_argument("--width", type=int, help="frame width (default: the model's)")
+    parser.add_argument("--steps", type=int, help="denoising steps per clip (default: the model's)")
+    parser.add_argument("--guidance", type=float, help="classifier-free guidance scale (default: the model's)")
+    parser.add_argument("--memory", help="full (default): the world state; last: last clip + caption baseline")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="owl", description="Long, consistent videos with an omni world model.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     gen = sub.add_parser("generate", help="generate a long video from a prompt (and optionally a first image)",
-                         description="Generate a video: the world model keeps the state, the renderer films clips.")
-    gen.add_argument("--prompt", default="", help="what the video shows at the start")
+                         description="Generate a video: the world model keeps the state, the renderer films clips. "
+                                     "A world session is saved beside the video after every clip.")
+    gen.add_argument("--prompt", help="what the video shows at the start")
     gen.add_argument("--image", help="first frame for image-to-video (PNG, JPEG, ...)")
-    gen.add_argument("--seconds", type=float, default=24.0, help="duration (default 24, at most 3600)")
-    gen.add_argument("--fps", type=float, help="frames per second (default: the model's)")
-    gen.add_argument("--height", type=int, help="frame height (default: the model's)")
-    gen.add_argument("--width", type=int, help="frame width (default: the model's)")
+    gen.add_argument("--seconds", type=float, help="duration (default 24, at most 3600)")
+    _look_options(gen)
     gen.add_argument("--dynamics", help='scripted dynamics d_0; d_1; ... separated by ";" (empty = predicted)')
-    gen.add_argument("--script", help="JSON or YAML file with a list of dynamics texts")
-    gen.add_argument("--seed", type=int, default=0)
-    gen.add_argument("--steps", type=int, help="denoising steps per clip (default: the model's)")
-    gen.add_argument("--guidance", type=float, help="classifier-free guidance scale (default: the model's)")
-    gen.add_argument("--memory", default="full", help="full: the world state; last: last clip + caption baseline")
-    gen.add_argument("--model", help="a saved Owl pipeline folder (default: checkpoints/owl-shapes)")
-    gen.add_argument("--preset", help="build a random model of a named size instead (tiny)")
-    gen.add_argument("--out", default="owl.mp4", help="output mp4; a .storyboard.json is written beside it")
-    gen.add_argument("--quiet", action="store_true", help="no progress bars")
+    gen.add_argument("--script", help="JSON or YAML file: a list of dynamics texts, or a timeline of segments "
+                                      "{start, end, dynamics} / {duration, dynamics} (gaps are predicted)")
+    gen.add_argument("--seed", type=int, help="seed (default 0)")
+    gen.add_argument("--out", help="output mp4 (default owl.mp4); a .storyboard.json and a .session/ go beside it")
+    gen.add_argument("--no-session", action="store_true", help="do not save a world session (no resume, no partial)")
+    gen.add_argument("--resume", metavar="SESSION", help="continue an interrupted rollout from its session folder")
+    gen.add_argument("--batch", metavar="JSONL", help="one rollout per line: {prompt, image?, seconds?, dynamics?, "
+                                                      "seed?, id?}; split across accelerate/torchrun processes")
+    gen.add_argument("--out-dir", help="with --batch: folder for the videos and manifest.jsonl")
+    gen.add_argument("--retry-failed", action="store_true", help="with --batch: run rows that failed before again")
+    _model_options(gen)
     gen.set_defaults(func=cmd_generate)
+
+    branch = sub.add_parser("branch", help="fork a saved rollout at a clip, with other dynamics",
+                            description="Fork a session at clip K: clips 0..K-1 are kept, clips K.. are filmed again. "
+                                        "The original session and video are left untouched.")
+    branch.add_argument("session", metavar="SESSION", help="a session folder (e.g. out.session)")
+    branch.add_argument("--at", type=int, required=True, metavar="CLIP", help="the first clip to film again (>= 1)")
+    branch.add_argument("--dynamics", help='d_{K-1}; d_K; ... separated by ";" (empty or missing = predicted)')
+    branch.add_argument("--seconds", type=float, help="new total duration (default: the session's)")
+    branch.add_argument("--seed", type=int, help="reseed at the fork (default: carry the session's generator on)")
+    branch.add_argument("--out", required=True, help="output mp4 of the branch (its session goes beside it)")
+    _model_options(branch)
+    branch.set_defaults(func=cmd_branch)
+
+    extend = sub.add_parser("extend", help="continue a finished rollout or any mp4 by N seconds",
+                            description="Continue a finished session, or any video (read with decord: its clips "
+                                        "become observations, its last frames the context), into a new video.")
+    extend.add_argument("source", metavar="SESSION|VIDEO", help="a finished session folder or a video file")
+    extend.add_argument("--seconds", type=float, required=True, help="seconds to add")
+    extend.add_argument("--dynamics", help='dynamics of the new clips, separated by ";" (empty = predicted)')
+    extend.add_argument("--prompt", help="a video source only: text placed before the video in the world model")
+    extend.add_argument("--seed", type=int, help="a video source only: seed (default 0)")
+    _look_options(extend)
+    extend.add_argument("--out", required=True, help="output mp4: the source followed by the new clips")
+    _model_options(extend)
+    extend.set_defaults(func=cmd_extend)
 
     from owl.data.commands import add_data_commands
     from owl.train.commands import add_train_commands
