@@ -258,3 +258,20 @@ def test_extend_refuses_an_unfinished_session(tiny_pipe, tmp_path):
         (tmp_path / "x.session" / "keep.txt").write_text("mine")
         tiny_pipe(PROMPT, seconds=2, output=tmp_path / "x.mp4", session=tmp_path / "x.session", progress=False)
     assert (tmp_path / "x.session" / "keep.txt").read_text() == "mine"
+
+
+def test_every_command_works_with_a_model_folder(tiny_dir, tmp_path, capsys):
+    """A session records the model folder it was made with; resume, branch and extend load it again."""
+    out = tmp_path / "m.mp4"
+    assert main(["generate", "--model", str(tiny_dir), "--prompt", PROMPT, "--seconds", "4", "--out", str(out),
+                 "--quiet"]) == 0
+    meta = json.loads((session_path(out) / "session.json").read_text())
+    assert meta["model"] == {"path": str(tiny_dir.resolve())}
+    assert main(["branch", str(session_path(out)), "--at", "1", "--dynamics", "the ball stops.",
+                 "--out", str(tmp_path / "b.mp4"), "--quiet"]) == 0
+    assert main(["extend", str(session_path(out)), "--seconds", "1", "--out", str(tmp_path / "e.mp4"), "--quiet"]) == 0
+    assert main(["extend", str(out), "--model", str(tiny_dir), "--seconds", "1", "--out", str(tmp_path / "v.mp4"),
+                 "--quiet"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split(" (")[0] for line in lines] == [f"wrote {tmp_path / n}" for n in ("m.mp4", "b.mp4", "e.mp4", "v.mp4")]
+    assert len(decoded(tmp_path / "e.mp4")) == 40 and len(decoded(tmp_path / "v.mp4")) == 40
