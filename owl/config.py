@@ -4,7 +4,8 @@
 - `RendererConfig`: what Owl adds to a Wan video diffusion model (projector, clip layout, sampling defaults).
 - `PRESETS`: named model sizes in one dict (after DiT): the backbone configs (a transformers VLM config, a
   diffusers Wan transformer and VAE config) plus Owl's two configs. `tiny` builds random seeded weights in
-  seconds on CPU for tests and smoke runs; `qwen2.5-vl-3b+wan2.1-1.3b` holds the real checkpoints' shapes
+  seconds on CPU for tests and smoke runs; `shapes` is the size of the shipped model (checkpoints/owl-shapes),
+  trained from scratch by runs/shapes.sh; `qwen2.5-vl-3b+wan2.1-1.3b` holds the real checkpoints' shapes
   (see shared/reference/real-configs.json) and is built on the meta device to check shapes at real size.
 
 Dataclasses are never mutated in place: `replace(cfg, field=value)` gives a new one.
@@ -163,6 +164,46 @@ _TINY = ModelPreset(
 )
 
 
+_SHAPES = ModelPreset(
+    vlm={
+        "model_type": "qwen2_5_vl",
+        "text_config": {
+            "model_type": "qwen2_5_vl_text",
+            "vocab_size": TINY_VOCAB,
+            "hidden_size": 128,
+            "intermediate_size": 384,
+            "num_hidden_layers": 4,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "max_position_embeddings": 32768,
+            "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [4, 6, 6]},
+            "tie_word_embeddings": True,
+        },
+        "vision_config": {
+            "depth": 2, "hidden_size": 64, "intermediate_size": 128, "num_heads": 2, "in_chans": 3,
+            "out_hidden_size": 128, "patch_size": 4, "spatial_merge_size": 2, "temporal_patch_size": 2,
+            "window_size": 16, "fullatt_block_indexes": [1],
+        },
+        "tie_word_embeddings": True,
+    },
+    transformer={
+        "patch_size": [1, 2, 2], "num_attention_heads": 4, "attention_head_dim": 32, "in_channels": 16,
+        "out_channels": 16, "text_dim": 128, "freq_dim": 64, "ffn_dim": 384, "num_layers": 4,
+        "cross_attn_norm": True, "qk_norm": "rms_norm_across_heads", "eps": 1e-6, "rope_max_seq_len": 64,
+    },
+    vae={
+        "base_dim": 16, "z_dim": 16, "dim_mult": [1, 2, 2, 4], "num_res_blocks": 1, "attn_scales": [],
+        "temperal_downsample": [False, True, True], "latents_mean": [0.0] * 16, "latents_std": [1.0] * 16,
+    },
+    world_model=WorldModelConfig(num_queries=16, key_frames=2, key_frame_size=64, max_dynamics_tokens=16),
+    renderer=RendererConfig(
+        state_dim=128, num_queries=16, fps=8, height=64, width=64, clip_latent_frames=8,
+        context_latent_frames=1, num_inference_steps=10, guidance_scale=3.0, flow_shift=2.0,
+    ),
+    tokenizer="tiny",
+)
+
+
 def _real_3b_1_3b() -> ModelPreset:
     """Qwen2.5-VL-3B-Instruct + Wan2.1-T2V-1.3B, shapes as their published configs state them."""
     return ModelPreset(
@@ -205,7 +246,7 @@ def _real_3b_1_3b() -> ModelPreset:
     )
 
 
-PRESETS: dict[str, ModelPreset] = {"tiny": _TINY, "qwen2.5-vl-3b+wan2.1-1.3b": _real_3b_1_3b()}
+PRESETS: dict[str, ModelPreset] = {"tiny": _TINY, "shapes": _SHAPES, "qwen2.5-vl-3b+wan2.1-1.3b": _real_3b_1_3b()}
 
 
 def get_preset(name: str) -> ModelPreset:

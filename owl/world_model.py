@@ -115,15 +115,35 @@ class WorldModel(nn.Module):
         q = self.config.num_queries
         return Segment(self.state_queries, _text_positions(q, self.device), q)
 
+    def pixel_patches(self, frames_thwc: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """Frames -> the vision tower's input, as the model's image processor lays it out, computed in torch.
+
+        Each frame is resized to key_frame_size (bicubic, antialiased) when it differs, rescaled and normalized
+        with the processor's mean and std, repeated to `temporal_patch_size` frames, and cut into patches in
+        Qwen2-VL's order (merge windows of merge x merge patches kept together). Returns patches
+        (T * gh * gw, 3 * tp * p * p) and grid_thw (T, 3) = (1, gh, gw) per frame. The processor itself works
+        frame by frame through PIL; this does the same for a whole batch at once, on the model's device.
+        """
+        proc, size = self.image_processor, self.config.key_frame_size
+        x = torch.from_numpy(np.ascontiguousarray(frames_thwc)).to(self.device).permute(0, 3, 1, 2).float()  # (T, 3, H, W)
+        if x.shape[-2:] != (size, size):
+            x = torch.nn.functional.interpolate(x, size=(size, size), mode="bicubic", antialias=True, align_corners=False)
+            x = x.round().clamp(0, 255)
+        mean = torch.tensor(proc.image_mean, device=self.device).view(1, 3, 1, 1)
+        std = torch.tensor(proc.image_std, device=self.device).view(1, 3, 1, 1)
+        x = (x * proc.rescale_factor - mean) / std
+        t, p, m, tp = x.shape[0], proc.patch_size, proc.merge_size, proc.temporal_patch_size
+        g = size // p
+        x = x[:, None].expand(t, tp, 3, size, size)  # a still frame fills the temporal patch
+        x = x.reshape(t, tp, 3, g // m, m, p, g // m, m, p).permute(0, 3, 6, 4, 7, 2, 1, 5, 8)
+        patches = x.reshape(t * g * g, 3 * tp * p * p)
+        grid_thw = torch.tensor([[1, g, g]] * t, device=self.device)
+        return patches, grid_thw
+
     def frame_segments(self, frames_thwc: np.ndarray) -> list[Segment]:
         """One segment per frame, `<|vision_start|> image tokens <|vision_end|>`, from uint8 (T, H, W, 3) frames."""
-        size = self.config.key_frame_size
-        inputs = self.image_processor(
-            images=list(frames_thwc), return_tensors="pt", size={"shortest_edge": size * size, "longest_edge": size * size},
-        )
-        pixels = inputs["pixel_values"].to(self.device, self.visual.dtype)
-        grid_thw = inputs["image_grid_thw"].to(self.device)
-        tokens = self.visual(pixels, grid_thw=grid_thw).pooler_output  # (sum of tokens, D)
+        pixels, grid_thw = self.pixel_patches(frames_thwc)
+        tokens = self.visual(pixels.to(self.visual.dtype), grid_thw=grid_thw).pooler_output  # (sum of tokens, D)
         merge = self.visual.spatial_merge_size
         start, end = self.embed_ids([self.vision_start_id]).embeds, self.embed_ids([self.vision_end_id]).embeds
         segments, offset = [], 0

@@ -89,3 +89,15 @@ def test_bad_memory_is_refused(tiny_pipe):
 
     with pytest.raises(OwlError, match="memory must be"):
         tiny_pipe.world_model.session(memory="half")
+
+
+def test_pixel_patches_match_the_image_processor(tiny_pipe):
+    """The batched torch preprocessing lays out exactly what the model's own (PIL) image processor does."""
+    wm = tiny_pipe.world_model
+    size = wm.config.key_frame_size
+    frames = clip(5, frames=3, size=size)
+    ours, grid = wm.pixel_patches(frames)
+    theirs = wm.image_processor(images=list(frames), return_tensors="pt",
+                                size={"shortest_edge": size * size, "longest_edge": size * size})
+    torch.testing.assert_close(grid, theirs["image_grid_thw"])
+    torch.testing.assert_close(ours, theirs["pixel_values"].float(), atol=1e-5, rtol=1e-5)

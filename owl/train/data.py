@@ -7,6 +7,9 @@ in one causal pass, exactly as the rollout's latents continue each other, and th
 (`.owl-latents/<key>/<id>.safetensors` beside the captions; the key hashes the VAE weights, fps and size), the
 usual practice of precomputing latents once per VAE.
 
+A video exactly one frame short of a whole clip (24 s at 8 fps is 192 frames; six 4 s clips need 193) gets its
+last frame repeated once.
+
 Each clip carries the caption of the segment that covers it most and a `new_scene` flag (owl.data's rules).
 Training windows need one context latent (`context_latent_frames == 1`, as Wan2.2-TI2V); each clip's window is
 then n + 1 latent frames, with or without context, so windows of any clip stack into one batch.
@@ -93,6 +96,8 @@ def prepare_videos(captions_path: Path, renderer, *, latents: bool, max_videos: 
     device = renderer.projector.null_state.device
     for video, path in found:
         frames, _ = read_video(path, cfg.fps, size=(cfg.height, cfg.width))
+        if len(frames) % (4 * n) == 0:  # a whole number of seconds is one frame short of the grid: repeat the last
+            frames = np.concatenate([frames, frames[-1:]])
         num_clips = (len(frames) - 1) // (4 * n)
         if num_clips < 1:
             short += 1
@@ -108,7 +113,7 @@ def prepare_videos(captions_path: Path, renderer, *, latents: bool, max_videos: 
             file = cache / f"{video.video_id}.safetensors"
             if file.is_file():
                 z = load_file(file)["latents"]
-            else:
+            if z is None or z.shape[1] != 1 + n * num_clips:  # absent, or cached from other frames
                 from owl.renderer import from_uint8_thwc
 
                 z = renderer.encode(from_uint8_thwc(frames)[None].to(device))[0].cpu()

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# The shipped model, end to end: Shapes World data -> vae -> align -> generate -> world -> eval ->
+# checkpoints/owl-shapes/.
+#
+#   bash runs/shapes.sh                 PROFILE=cpu (default): fits the 2-core CPU machine in under 90 minutes
+#   PROFILE=gpu bash runs/shapes.sh     the schedule that trained checkpoints/owl-shapes (one H200, see README)
+#
+# Interrupted? Run it again: finished stages are skipped and an unfinished one resumes from its last checkpoint.
+# OUT (default outputs/shapes) holds data, stages and eval; SHIP=0 skips the copy into checkpoints/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PROFILE=${PROFILE:-cpu}
+OUT=${OUT:-outputs/shapes}
+SHIP=${SHIP:-1}
+case "$PROFILE" in
+  # videos, then steps of vae align generate world
+  cpu) videos=60;  steps=(250 100 250 120) ;;
+  gpu) videos=400; steps=(3000 400 4000 2500) ;;
+  *) echo "PROFILE must be cpu or gpu, got $PROFILE" >&2; exit 2 ;;
+esac
+
+[ -f "$OUT/data/captions.json" ] || owl data shapes --out "$OUT/data" --videos "$videos" --seconds 24 --seed 1
+# held-out scenarios: a seed never used in training
+[ -d "$OUT/heldout/scenarios" ] || owl data shapes --out "$OUT/heldout" --videos 24 --seconds 24 --seed 1000
+
+previous=preset:shapes
+i=0
+for stage in vae align generate world; do
+  dir="$OUT/$stage"
+  if [ ! -f "$dir/done.json" ]; then
+    resume=""
+    ls "$dir"/checkpoints/step-* >/dev/null 2>&1 && resume=--resume
+    owl train "$stage" --config "configs/shapes/$stage.yaml" $resume \
+      --set model="$previous" --set data="$OUT/data/captions.json" --set output_dir="$dir" --set steps="${steps[$i]}"
+  fi
+  previous="$dir"
+  i=$((i + 1))
+done
+
+if [ "$SHIP" = 1 ]; then
+  rm -rf checkpoints/.owl-shapes.tmp && mkdir -p checkpoints
+  cp -r "$OUT/world/model" checkpoints/.owl-shapes.tmp && rm -rf checkpoints/.owl-shapes.tmp/lora
+  rm -rf checkpoints/owl-shapes && mv checkpoints/.owl-shapes.tmp checkpoints/owl-shapes
+fi
+model=$([ "$SHIP" = 1 ] && echo checkpoints/owl-shapes || echo "$OUT/world/model")
+if owl eval --help >/dev/null 2>&1; then
+  for memory in full last; do
+    owl eval shapes --model "$model" --scenarios "$OUT/heldout/scenarios" --memory "$memory" --out "$OUT/eval-$memory.json"
+  done
+fi
