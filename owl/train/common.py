@@ -65,6 +65,7 @@ class TrainConfig:
     keep_checkpoints: int = 2
     log_every: int = 10
     fixed_batch: bool = False  # train on one batch again and again (a check that the loss can fall)
+    max_minutes: float = 0.0  # stop (and save) after this much training wall time; 0 = no limit
     max_videos: int = 0  # use only the first N videos; 0 = all
     skip_invalid: bool = False  # skip bad caption entries (counted in a warning) instead of stopping
 
@@ -183,11 +184,15 @@ def resolve_model(spec: str) -> str | Path:
 
 
 def load_pipeline(spec: str | Path, seed: int):
+    """The stage's starting model, on this process's device (latents are prepared there before training)."""
     from owl.pipeline import OwlPipeline
 
+    device = f"cuda:{os.environ.get('LOCAL_RANK', 0)}" if torch.cuda.is_available() else "cpu"
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
     if isinstance(spec, str) and spec.startswith("preset:"):
-        return OwlPipeline.from_preset(spec.split(":", 1)[1], seed=seed)
-    return OwlPipeline.from_pretrained(spec)
+        return OwlPipeline.from_preset(spec.split(":", 1)[1], seed=seed, device=device)
+    return OwlPipeline.from_pretrained(spec, device=device)
 
 
 def check_data(cfg: TrainConfig) -> Path:
@@ -389,8 +394,13 @@ def train(cfg: TrainConfig, stage: str, pipe, loss_module: nn.Module, dataset, c
     log_path = output_dir / "log.jsonl"
     bar = tqdm(total=cfg.steps, initial=start, desc=f"train {stage}", disable=quiet or not accelerator.is_main_process)
     step = start
+    began = time.perf_counter()
     try:
         while step < cfg.steps:
+            if cfg.max_minutes and time.perf_counter() - began > 60 * cfg.max_minutes:
+                if accelerator.is_main_process:
+                    print(f"{stage}: stopping at step {step} of {cfg.steps}: max_minutes={cfg.max_minutes:g} reached")
+                break
             tick = time.perf_counter()
             indices = sampler.batch(step)
             per_rank = len(indices) // accelerator.num_processes

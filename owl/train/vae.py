@@ -63,7 +63,7 @@ def store_latent_stats(vae, videos, frames: int) -> None:
     """Per-channel mean and std of the latents (means of the posterior) over up to 64 windows of the data."""
     windows = Windows(videos, frames)
     picks = torch.linspace(0, len(windows) - 1, min(64, len(windows))).long().tolist()
-    z = torch.cat([vae.encode(windows[i]["frames"][None]).latent_dist.mean for i in picks])  # (N, C, f, h, w)
+    z = torch.cat([vae.encode(windows[i]["frames"][None].to(vae.device)).latent_dist.mean for i in picks])  # (N, C, f, h, w)
     flat = z.transpose(0, 1).flatten(1)
     vae.register_to_config(latents_mean=flat.mean(1).tolist(), latents_std=flat.std(1).clamp(min=1e-4).tolist())
 
