@@ -2,8 +2,9 @@
 # The shipped model, end to end: Shapes World data -> vae -> align -> generate -> world -> eval ->
 # checkpoints/owl-shapes/.
 #
-#   bash runs/shapes.sh                 PROFILE=cpu (default): fits the 2-core CPU machine in under 90 minutes
-#   PROFILE=gpu bash runs/shapes.sh     the schedule that trained checkpoints/owl-shapes (one H200, see README)
+#   bash runs/shapes.sh                 PROFILE=cpu (default): the 2-core CPU machine, under 90 minutes; this
+#                                       trained checkpoints/owl-shapes (each stage also stops at a wall-clock cap)
+#   PROFILE=gpu bash runs/shapes.sh     a longer schedule for a GPU (not run here yet)
 #
 # Interrupted? Run it again: finished stages are skipped and an unfinished one resumes from its last checkpoint.
 # OUT (default outputs/shapes) holds data, stages and eval; SHIP=0 skips the copy into checkpoints/.
@@ -13,9 +14,9 @@ PROFILE=${PROFILE:-cpu}
 OUT=${OUT:-outputs/shapes}
 SHIP=${SHIP:-1}
 case "$PROFILE" in
-  # videos, then steps of vae align generate world
-  cpu) videos=60;  steps=(250 100 250 120) ;;
-  gpu) videos=400; steps=(3000 400 4000 2500) ;;
+  # videos; then steps and a wall-clock cap (minutes) for vae align generate world
+  cpu) videos=120; steps=(800 200 800 500);     minutes=(12 3 20 25) ;;
+  gpu) videos=400; steps=(3000 400 4000 2500); minutes=(0 0 0 0) ;;
   *) echo "PROFILE must be cpu or gpu, got $PROFILE" >&2; exit 2 ;;
 esac
 
@@ -31,7 +32,8 @@ for stage in vae align generate world; do
     resume=""
     ls "$dir"/checkpoints/step-* >/dev/null 2>&1 && resume=--resume
     owl train "$stage" --config "configs/shapes/$stage.yaml" $resume \
-      --set model="$previous" --set data="$OUT/data/captions.json" --set output_dir="$dir" --set steps="${steps[$i]}"
+      --set model="$previous" --set data="$OUT/data/captions.json" --set output_dir="$dir" --set steps="${steps[$i]}" \
+      --set max_minutes="${minutes[$i]}" --set max_videos="$videos"
   fi
   previous="$dir"
   i=$((i + 1))

@@ -74,6 +74,7 @@ class TrainConfig:
 class VAEConfig(TrainConfig):
     lr_vae: float = 1e-3
     frames: int = 17  # frames per training window (1 + 4k)
+    crop: int = 0  # train on square crops of this side (a multiple of 16); 0 = whole frames
     kl_weight: float = 1e-6
     window_start_prob: float = 0.5  # decode from a mid-sequence latent, as the rollout does after context
 
