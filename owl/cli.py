@@ -63,7 +63,9 @@ def load_pipeline(model: str | None, preset: str | None, device: str = "cpu", sa
 
 
 def _given(args, names) -> list[str]:
-    return ["--" + n.replace("_", "-") for n in names if getattr(args, n, None) not in (None, False)]
+    """The options among `names` given on the command line (set, and not a store_true left off)."""
+    given = lambda value: value is not None and value is not False
+    return ["--" + n.replace("_", "-") for n in names if given(getattr(args, n, None))]
 
 
 def _finish(result, out: Path) -> int:
@@ -92,8 +94,9 @@ def cmd_generate(args) -> int:
         return _resume(args)
     if args.batch is not None:
         return _batch(args)
-    if args.out_dir is not None:
-        raise OwlError("--out-dir goes with --batch; a single video takes --out")
+    if args.out_dir is not None or args.retry_failed:
+        raise OwlError(f"{' '.join(_given(args, ('out_dir', 'retry_failed')))} goes with --batch; a single video "
+                       "takes --out")
     from owl.session import session_path
     from owl.timeline import read_script
 
@@ -121,9 +124,7 @@ def _resume(args) -> int:
     if clash:
         raise OwlError(f"--resume continues the session with its own settings; drop {' '.join(clash)}")
     folder = SessionFolder.open(args.resume)
-    if folder.complete:
-        raise OwlError(f"session {str(folder.path)!r} is already complete ({str(folder.output)!r}); continue it with "
-                       "owl extend, or fork it with owl branch")
+    folder.check_resumable()  # before loading a model
     pipe = load_pipeline(args.model, args.preset, pick_device(args.device), saved=folder.model)
     try:
         result = pipe.resume(folder.path, progress=not args.quiet)

@@ -274,9 +274,7 @@ class OwlPipeline:
         made: same states, same context latents, same generator state.
         """
         folder = SessionFolder.open(session)
-        if folder.complete:
-            raise OwlError(f"session {str(folder.path)!r} is already complete ({str(folder.output)!r}); continue it "
-                           "with extend, or fork it with branch")
+        folder.check_resumable()
         s = folder.settings
         self.renderer.check_size(s.height, s.width)
         remove_stale_temporaries(folder.output.parent, stem=folder.output.stem)
@@ -318,11 +316,12 @@ class OwlPipeline:
                            "give more seconds")
         folder = SessionFolder.create(target, prompt=src.prompt, image=src.image(), settings=settings, dynamics=plan,
                                       output=output, model=src.model or self.source,
-                                      parent={"session": str(src.path.resolve()), "at": at})
+                                      parent={"session": str(src.path.resolve()), "at": at}, status="preparing")
         folder.copy_clips(src, at)
         if seed is not None:
             folder.save_clip(replace(last, rng=torch.Generator("cpu").manual_seed(seed).get_state()))
         start = folder.replay(self.world_model, upto=at - 1)
+        folder.mark_running()
         return self._run_session(folder, start, callback, progress)
 
     @torch.no_grad()
@@ -360,9 +359,11 @@ class OwlPipeline:
             plan = self._plan_dynamics(dynamics, settings, done=done, written=written, total=total, prefix=prefix)
             folder = SessionFolder.create(target, prompt=src.prompt, image=src.image(), settings=settings,
                                           dynamics=plan, output=output, model=src.model or self.source,
-                                          parent={"session": str(src.path.resolve()), "extends": True})
+                                          parent={"session": str(src.path.resolve()), "extends": True},
+                                          status="preparing")
             folder.copy_clips(src, done)
             start = folder.replay(self.world_model)
+            folder.mark_running()
             return self._run_session(folder, start, callback, progress)
 
         settings = self._settings(seconds, fps, height, width, num_inference_steps, guidance_scale, memory, seed,
@@ -380,8 +381,10 @@ class OwlPipeline:
         plan = self._plan_dynamics(dynamics, settings, done=done, written=len(frames), total=total,
                                    prefix=[None] * (done - 1))
         folder = SessionFolder.create(target, prompt=prompt, image=None, settings=settings, dynamics=plan,
-                                      output=output, model=self.source, parent={"video": str(source.resolve())})
+                                      output=output, model=self.source, parent={"video": str(source.resolve())},
+                                      status="preparing")
         start = observe_video(self.world_model, self.renderer, folder, frames, settings, prompt)
+        folder.mark_running()
         return self._run_session(folder, start, callback, progress)
 
     def _run_session(self, folder: SessionFolder, start: LoopStart | None, callback, progress) -> OwlPipelineOutput:

@@ -123,6 +123,12 @@ def key_frames(clip_thwc: np.ndarray, k: int) -> np.ndarray:
     return clip_thwc[[min(n - 1, round((i + 1) * n / k) - 1) for i in range(k)]]
 
 
+def open_session(world_model: WorldModel, settings: RolloutSettings) -> WorldSession:
+    """The world session of a rollout with these settings: the one place it is made, so a replay (owl.session)
+    builds exactly the session the loop had."""
+    return world_model.session(memory=settings.memory)
+
+
 def plan_clips(renderer: Renderer, seconds: float, fps: float) -> tuple[int, int]:
     """(number of clips, total frames) for a video of `seconds` at `fps`."""
     total = int(round(seconds * fps))
@@ -169,7 +175,7 @@ def rollout(world_model: WorldModel, renderer: Renderer, prompt: str, settings: 
     if start is None:
         num_clips = len(clip_starts(renderer, total_frames))
         check_dynamics(dynamics, num_clips, s, renderer)
-        session = world_model.session(memory=s.memory)
+        session = open_session(world_model, s)
         session.start(prompt, image)
         context, observation, written, first = None, None, 0, 0
         if image is not None:  # image-to-video: the encoded image is the first clip's context

@@ -2,10 +2,10 @@
 
 A session is a folder beside the video it makes (`out.mp4` -> `out.session/`):
 
-    session.json              format, status ("running" or "complete"), the model, the output's file name, the
-                              prompt, the settings (`RolloutSettings`), the dynamics plan d_0, d_1, ..., and per
-                              finished clip its record (index, start, end, dynamics, predicted, source) and how
-                              many of its frames are in the video
+    session.json              format, status ("preparing", "running" or "complete"), the model, the
+                              output's file name, the prompt, the settings (`RolloutSettings`), the dynamics
+                              plan d_0, d_1, ..., and per finished clip its record (index, start, end,
+                              dynamics, predicted, source) and how many of its frames are in the video
     start.safetensors         image: the first image (H, W, 3) uint8, for image-to-video only
     clips/000000.safetensors  one per finished clip:
         frames       (T, H, W, 3) uint8   the clip as filmed, uncut: the video so far is these, cut per record
@@ -44,7 +44,7 @@ import torch
 
 from owl.errors import OwlError
 from owl.renderer import Renderer, from_uint8_thwc
-from owl.rollout import ClipRecord, ClipStep, LoopStart, RolloutSettings, key_frames
+from owl.rollout import ClipRecord, ClipStep, LoopStart, RolloutSettings, key_frames, open_session
 from owl.video_io import VideoWriter, write_bytes_atomic
 from owl.world_model import WorldModel
 
@@ -75,8 +75,12 @@ class SessionFolder:
     @classmethod
     def create(cls, path: str | Path, *, prompt: str, image: np.ndarray | None, settings: RolloutSettings,
                dynamics: list[str | None], output: str | Path, model: dict | None,
-               parent: dict | None = None) -> "SessionFolder":
-        """A new, empty session at `path`; an older session there is replaced (its clips are removed)."""
+               parent: dict | None = None, status: str = "running") -> "SessionFolder":
+        """A new, empty session at `path`; an older session there is replaced (its clips are removed).
+
+        status "preparing": the session is being filled from another one or from a video (branch, extend) and
+        cannot be resumed until `mark_running`.
+        """
         path = Path(path)
         if path.exists():
             if not (path / SESSION_FILE).is_file():
@@ -87,7 +91,7 @@ class SessionFolder:
         if image is not None:
             _write_tensors(path / "start.safetensors", {"image": torch.from_numpy(np.ascontiguousarray(image))})
         meta = {
-            "format": FORMAT, "status": "running", "model": model, "output": Path(output).name,
+            "format": FORMAT, "status": status, "model": model, "output": Path(output).name,
             "prompt": prompt, "has_image": image is not None, "settings": dataclasses.asdict(settings),
             "dynamics": list(dynamics), "parent": parent, "clips": [],
         }
@@ -203,6 +207,23 @@ class SessionFolder:
         self.meta["clips"] = [dict(c) for c in source.meta["clips"][:count]]
         self._save_meta()
 
+    @property
+    def preparing(self) -> bool:
+        return self.meta["status"] == "preparing"
+
+    def check_resumable(self) -> None:
+        """OwlError unless `resume` can carry this session on."""
+        if self.complete:
+            raise OwlError(f"session {str(self.path)!r} is already complete ({str(self.output)!r}); continue it "
+                           "with extend, or fork it with branch")
+        if self.preparing:
+            raise OwlError(f"session {str(self.path)!r} was interrupted while branch or extend was preparing it; "
+                           "run that command again")
+
+    def mark_running(self) -> None:
+        self.meta["status"] = "running"
+        self._save_meta()
+
     def mark_complete(self) -> None:
         self.meta["status"] = "complete"
         self._save_meta()
@@ -226,7 +247,7 @@ class SessionFolder:
         if not 0 <= upto < len(records):
             raise OwlError(f"session {str(self.path)!r} has clips 0..{len(records) - 1}, not clip {upto}")
         s = self.settings
-        session = world_model.session(memory=s.memory)
+        session = open_session(world_model, s)
         session.start(self.prompt, self.image())
         steps = [self.load_clip(0)]
         session.read_state()
@@ -291,7 +312,7 @@ def observe_video(world_model: WorldModel, renderer: Renderer, folder: SessionFo
         position += size
     device = renderer.projector.null_state.device
     generator = torch.Generator("cpu").manual_seed(settings.seed)
-    session = world_model.session(memory=settings.memory)
+    session = open_session(world_model, settings)
     session.start(prompt, None)
     clips, observation, step = [], None, None
     tail = 1 + 4 * renderer.config.clip_latent_frames  # frames of one latent clip: 1 + 4n

@@ -9,6 +9,7 @@ difference would be a real difference in what was generated, not codec noise.
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -228,12 +229,16 @@ def run_cli(capsys, *args):
     (["extend", "{session}", "--seconds", "2", "--prompt", "x", "--out", "{tmp}/e.mp4"], "drop --prompt"),
     (["extend", "{session}", "--seconds", "0", "--out", "{tmp}/e.mp4", "--preset", "tiny"], "seconds must be > 0"),
     (["extend", "{tmp}/broken.session", "--seconds", "2", "--out", "{tmp}/e.mp4"], "is damaged"),
+    (["generate", "--resume", "{tmp}/prep.session"], "interrupted while branch or extend was preparing it"),
 ])
 def test_bad_input(capsys, finished, tmp_path, args, message):
     out, _ = finished
     (tmp_path / "garbage.mp4").write_bytes(b"not a video")
     (tmp_path / "broken.session").mkdir()
     (tmp_path / "broken.session" / "session.json").write_text("{not json")
+    shutil.copytree(session_path(out), tmp_path / "prep.session")
+    meta = json.loads((tmp_path / "prep.session" / "session.json").read_text())
+    (tmp_path / "prep.session" / "session.json").write_text(json.dumps({**meta, "status": "preparing"}))
     inputs = {p.name for p in tmp_path.iterdir()}
     before = {**tree_digest(out), **tree_digest(session_path(out))}
     fill = dict(tmp=tmp_path, session=session_path(out), out=out)
