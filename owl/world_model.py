@@ -193,8 +193,9 @@ class WorldModel(nn.Module):
             positions[:, b, e.shape[0]:] = p.max() + 1 + torch.arange(longest - e.shape[0], device=self.device)
         return self.run(embeds, positions)
 
-    def session(self, memory: str = "full", use_cache: bool = True) -> "WorldSession":
-        return WorldSession(self, memory=memory, use_cache=use_cache)
+    def session(self, memory: str = "full", use_cache: bool = True, max_observations: int | None = None,
+                max_steps: int | None = None) -> "WorldSession":
+        return WorldSession(self, memory, use_cache, max_observations, max_steps)
 
     # --- save / load ----------------------------------------------------------------------------------------
 
@@ -246,45 +247,103 @@ def _load_strict(module: nn.Module, params: dict[str, torch.Tensor], weights: di
             param.copy_(weights[name])
 
 
+@dataclass
+class Block:
+    """A run of history tokens of one kind ("context", "state", "observation", "dynamics") from one step."""
+
+    kind: str
+    step: int
+    embeds: torch.Tensor  # (L, D), kept to recompute from (no cache, or after an eviction)
+    positions: torch.Tensor  # (3, L), absolute
+
+    @property
+    def length(self) -> int:
+        return self.embeds.shape[0]
+
+
 class WorldSession:
     """The interleaved history `[prompt, image?] S_0 O_0 D_0 S_1 ...` of one rollout, with its KV cache.
 
     Call in loop order: `start(prompt, image)`, then per step `read_state()`, `observe(clip)`, `act(text|None)`.
+
+    Bounded history (for flat cost per clip however long the video): `max_observations=K` keeps the visual
+    tokens of the last K observations only, `max_steps=M` keeps states and dynamics of the last M steps only;
+    the opening context always stays. The tokens that remain keep the rotary positions they were written with,
+    and the cache is recomputed over them after an eviction, so the states equal those of the retained history.
     """
 
-    def __init__(self, world_model: WorldModel, memory: str = "full", use_cache: bool = True):
+    def __init__(self, world_model: WorldModel, memory: str = "full", use_cache: bool = True,
+                 max_observations: int | None = None, max_steps: int | None = None):
         if memory not in ("full", "last"):
             raise OwlError(f"memory must be 'full' or 'last', got {memory!r}")
+        for name, bound in (("max_observations", max_observations), ("max_steps", max_steps)):
+            if bound is not None and (not isinstance(bound, int) or bound < 1):
+                raise OwlError(f"{name} must be a positive integer or None, got {bound!r}")
         self.wm = world_model
         self.memory = memory
         self.use_cache = use_cache
+        self.max_observations = max_observations
+        self.max_steps = max_steps
+        self.step = 0  # the loop step: every read_state() after the first opens a new one
+        self._states_read = 0
         self._reset()
 
     def _reset(self) -> None:
         from transformers import DynamicCache
 
         self.cache = DynamicCache(config=self.wm.vlm.config.get_text_config()) if self.use_cache else None
-        self.segments: list[Segment] = []  # kept only without a cache, to recompute from
+        self.blocks: list[Block] = []
         self.position = 0  # where the next segment's positions start
-        self.num_tokens = 0
         self.last_hidden: torch.Tensor | None = None  # (D,) hidden state of the newest token
 
-    def _feed(self, segments: list[Segment]) -> torch.Tensor:
+    @property
+    def num_tokens(self) -> int:
+        """Tokens the history holds now (what the KV cache keeps)."""
+        return sum(b.length for b in self.blocks)
+
+    def _feed(self, segments: list[Segment], kind: str) -> torch.Tensor:
         """Append segments to the history and return their hidden states (L, D)."""
         embeds, positions, offset = layout(segments, self.position)
         new = embeds.shape[0]
         if self.use_cache:
             hidden = self.wm.run(embeds[None], positions[:, None], self.cache)[0]
         else:
-            self.segments.extend(Segment(s.embeds, p, s.span) for s, p in
-                                 zip(segments, torch.split(positions, [s.embeds.shape[0] for s in segments], dim=1)))
-            all_embeds = torch.cat([s.embeds for s in self.segments])
-            all_pos = torch.cat([s.positions for s in self.segments], dim=1)
+            all_embeds = torch.cat([b.embeds for b in self.blocks] + [embeds])
+            all_pos = torch.cat([b.positions for b in self.blocks] + [positions], dim=1)
             hidden = self.wm.run(all_embeds[None], all_pos[:, None])[0, -new:]
+        last = self.blocks[-1] if self.blocks else None
+        if last is not None and last.kind == kind and last.step == self.step:  # generated tokens join their block
+            last.embeds, last.positions = torch.cat([last.embeds, embeds]), torch.cat([last.positions, positions], 1)
+        else:
+            self.blocks.append(Block(kind, self.step, embeds, positions))
         self.position = offset
-        self.num_tokens += new
         self.last_hidden = hidden[-1]
         return hidden
+
+    def _evict(self) -> None:
+        """Drop what falls outside the bounds, then recompute the KV cache of what is kept.
+
+        Recomputing (not just cutting the evicted entries out of the cache) keeps the result exactly that of the
+        retained history: a cached token's keys in deeper layers carry what it attended to, evicted tokens
+        included. The window is bounded, so this costs the same at every step however long the rollout.
+        """
+        observations = [b for b in self.blocks if b.kind == "observation"]
+        drop = set()
+        if self.max_observations is not None:
+            drop.update(id(b) for b in observations[: max(0, len(observations) - self.max_observations)])
+        if self.max_steps is not None:
+            oldest_kept = self.step - self.max_steps + 1
+            drop.update(id(b) for b in self.blocks if b.kind != "context" and b.step < oldest_kept)
+        if not drop:
+            return
+        self.blocks = [b for b in self.blocks if id(b) not in drop]
+        if self.use_cache and self.blocks:
+            from transformers import DynamicCache
+
+            self.cache = DynamicCache(config=self.wm.vlm.config.get_text_config())
+            embeds = torch.cat([b.embeds for b in self.blocks])
+            positions = torch.cat([b.positions for b in self.blocks], dim=1)
+            self.last_hidden = self.wm.run(embeds[None], positions[:, None], self.cache)[0, -1]
 
     @torch.no_grad()
     def start(self, prompt: str, image_hwc: np.ndarray | None = None) -> None:
@@ -293,26 +352,30 @@ class WorldSession:
         if image_hwc is not None:
             segments += self.wm.frame_segments(image_hwc[None])
         if segments:
-            self._feed(segments)
+            self._feed(segments, "context")
 
     @torch.no_grad()
     def read_state(self) -> torch.Tensor:
         """Feed S_t and return the state s_t, (Q, D)."""
-        return self._feed([self.wm.query_segment()])
+        self.step += self._states_read > 0
+        self._states_read += 1
+        self._evict()
+        return self._feed([self.wm.query_segment()], "state")
 
     @torch.no_grad()
     def observe(self, clip_thwc: np.ndarray) -> None:
         """Feed O_t, the key frames of the clip just filmed. With memory "last" the history restarts here."""
         if self.memory == "last":
             self._reset()
-        self._feed(self.wm.observation_segments(clip_thwc))
+        self._feed(self.wm.observation_segments(clip_thwc), "observation")
+        self._evict()
 
     @torch.no_grad()
     def act(self, dynamics: str | None = None, do_sample: bool = False, temperature: float = 1.0,
             generator: torch.Generator | None = None) -> str:
         """Feed D_t: the given text, or text generated by the LM head (greedy or sampled, bounded length)."""
         if dynamics is not None:
-            self._feed([self.wm.dynamics_segment(dynamics)])
+            self._feed([self.wm.dynamics_segment(dynamics)], "dynamics")
             return dynamics.strip()
         ids: list[int] = []
         head = self.wm.vlm.get_output_embeddings()
@@ -323,10 +386,10 @@ class WorldSession:
                 token = int(torch.multinomial(probs.cpu(), 1, generator=generator))
             else:
                 token = int(logits.argmax())
-            self._feed([self.wm.embed_ids([token])])
+            self._feed([self.wm.embed_ids([token])], "dynamics")
             if token == self.wm.dynamics_end_id:
                 break
             ids.append(token)
         else:  # bound reached: close the text so the next state query follows a complete D_t
-            self._feed([self.wm.embed_ids([self.wm.dynamics_end_id])])
+            self._feed([self.wm.embed_ids([self.wm.dynamics_end_id])], "dynamics")
         return self.wm.tokenizer.decode(ids, skip_special_tokens=True).strip()

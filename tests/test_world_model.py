@@ -101,3 +101,32 @@ def test_pixel_patches_match_the_image_processor(tiny_pipe):
                                 size={"shortest_edge": size * size, "longest_edge": size * size})
     torch.testing.assert_close(grid, theirs["image_grid_thw"])
     torch.testing.assert_close(ours, theirs["pixel_values"].float(), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("bounds", [{"max_observations": 1}, {"max_observations": 2, "max_steps": 2}])
+def test_bounded_cache_matches_recomputing_the_window(tiny_pipe, bounds):
+    wm = tiny_pipe.world_model
+    dynamics = ["the ball moves right.", None, "the ball stops.", "the ball moves up."]
+    cached, texts_c = run_steps(wm.session(**bounds), 4, dynamics)
+    full, texts_f = run_steps(wm.session(use_cache=False, **bounds), 4, dynamics)
+    unbounded, _ = run_steps(wm.session(), 4, dynamics)
+    assert texts_c == texts_f
+    for a, b in zip(cached, full):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+    assert (cached[-1] - unbounded[-1]).abs().max() > 1e-4  # the bound does change what the state sees
+
+
+def test_bounded_history_stays_within_its_bound(tiny_pipe):
+    wm = tiny_pipe.world_model
+    session = wm.session(max_observations=2, max_steps=3)
+    session.start("a red ball rolls left")
+    sizes = []
+    for t in range(12):
+        session.read_state()
+        session.observe(clip(t))
+        session.act("the ball moves right.")
+        sizes.append(session.num_tokens)
+        assert sum(b.kind == "observation" for b in session.blocks) <= 2
+        assert len({b.step for b in session.blocks if b.kind != "context"}) <= 3
+        assert session.cache.get_seq_length() == session.num_tokens
+    assert max(sizes[4:]) == min(sizes[4:])  # flat once the window is full
