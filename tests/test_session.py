@@ -179,10 +179,12 @@ def test_branch_with_the_same_dynamics_reproduces_the_original(tiny_pipe, finish
 def test_extend_a_session_equals_one_longer_run(tiny_pipe, finished, tmp_path):
     out, _ = finished
     longer = tmp_path / "longer.mp4"
-    result = tiny_pipe.extend(session_path(out), seconds=3, output=longer, dynamics=["the ball stops."],
+    # 6 s = clips of 17 + 16 + 15 (cut from 16) frames; 7 s: the cut frame comes back, then a new clip of 7
+    result = tiny_pipe.extend(session_path(out), seconds=1, output=longer, dynamics=["the ball stops."],
                               progress=False)
-    assert result.num_frames == 72 and result.storyboard.clips[3].dynamics == "the ball stops."
-    reference = tiny_pipe(PROMPT, seconds=9, dynamics=["the ball moves up.", None, "the ball stops."], progress=False)
+    assert result.num_frames == 56 and result.storyboard.clips[3].dynamics == "the ball stops."
+    assert [c.end for c in result.storyboard.clips] == [17 / 8, 33 / 8, 49 / 8, 56 / 8]
+    reference = tiny_pipe(PROMPT, seconds=7, dynamics=["the ball moves up.", None, "the ball stops."], progress=False)
     assert np.array_equal(session_frames(session_path(longer)), reference.frames)
 
 
