@@ -1,0 +1,102 @@
+"""`owl eval ...`: the evaluation commands of the CLI, thin shells over owl.eval.
+
+    owl eval shapes --model DIR --scenarios DIR [--memory full|last] [--out FILE.json] [--seed N] [--limit N]
+                    [--steps N] [--device auto]
+    owl eval shapes --ground-truth --scenarios DIR [--out FILE.json] [--limit N]     the real videos: a baseline
+
+`add_eval_commands(subparsers)` adds the `eval` command to the main parser (owl/cli.py); each leaf sets
+`func(args) -> int`, the exit code. Errors are raised as OwlError for the main CLI to print as one line.
+The table goes to stdout, one progress line per scenario to stderr, the full report (per scenario and
+aggregate) to --out as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from owl.errors import OwlError
+
+
+def _device(name: str) -> str:
+    """"auto": the GPU when CUDA is there, else the CPU."""
+    if name != "auto":
+        return name
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _shapes(args: argparse.Namespace) -> int:
+    from owl.eval.shapes import evaluate_shapes, format_table
+    from owl.video_io import write_bytes_atomic
+
+    if args.ground_truth:
+        given = [flag for flag, value in (("--model", args.model), ("--memory", args.memory), ("--steps", args.steps),
+                                          ("--seed", args.seed)) if value is not None]
+        if given:
+            raise OwlError(f"--ground-truth measures the scenarios' own videos; drop {' '.join(given)}")
+    elif args.model is None:
+        raise OwlError("give --model DIR (a saved Owl pipeline), or --ground-truth to measure the real videos")
+    out = Path(args.out) if args.out else None
+    if out is not None and out.is_dir():
+        raise OwlError(f"--out must be a JSON file path, got a folder: {str(out)!r}")
+    if out is not None and not out.parent.is_dir():
+        raise OwlError(f"the folder of --out does not exist: {str(out.parent)!r}")
+    report = evaluate_shapes(args.scenarios, args.model, ground_truth=args.ground_truth,
+                             memory=args.memory or "full", seed=args.seed or 0, limit=args.limit, steps=args.steps,
+                             device=_device(args.device), log=lambda line: print(line, file=sys.stderr, flush=True))
+    print(format_table(report))
+    if out is not None:
+        write_bytes_atomic(out, (json.dumps(report, indent=1) + "\n").encode())
+        print(f"wrote {out}")
+    return 0
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def add_eval_commands(subparsers) -> argparse.ArgumentParser:
+    """Add `eval shapes` to an argparse subparsers object; returns the `eval` parser."""
+    evaluate = subparsers.add_parser("eval", help="measure a model on Shapes World scenarios",
+                                     description="Measure consistency, dynamics following, drift and frame quality.")
+    commands = evaluate.add_subparsers(dest="eval_command", metavar="{shapes}")
+    commands.required = True
+    shapes = commands.add_parser(
+        "shapes", help="generate Shapes World scenarios with a model and measure them from the pixels",
+        description="Generate each scenario (first frame, prompt, scripted dynamics) with a saved Owl pipeline and "
+                    "measure re-entry identity, dynamics following, drift and frame quality against the ground "
+                    "truth; or, with --ground-truth, measure the scenarios' own videos.")
+    shapes.add_argument("--scenarios", required=True, help="a scenarios/ folder written by `owl data shapes`")
+    shapes.add_argument("--model", help="a saved Owl pipeline folder")
+    shapes.add_argument("--ground-truth", action="store_true",
+                        help="measure the scenarios' real videos instead of generating (a sanity baseline)")
+    shapes.add_argument("--memory", choices=("full", "last"),
+                        help="full (default): the world state; last: the last-clip + caption baseline")
+    shapes.add_argument("--out", help="write the report (per scenario and aggregate) to this JSON file")
+    shapes.add_argument("--seed", type=int, help="generation seed, the same for every scenario (default 0)")
+    shapes.add_argument("--limit", type=_positive_int, help="evaluate only the first N scenarios (in name order)")
+    shapes.add_argument("--steps", type=_positive_int, help="denoising steps per clip (default: the model's)")
+    shapes.add_argument("--device", default="auto", help="cpu, cuda, cuda:N; auto: the GPU if any, else cpu")
+    shapes.set_defaults(func=_shapes)
+    return evaluate
+
+
+if __name__ == "__main__":  # python -m owl.eval.commands eval shapes ... (without the main CLI)
+    parser = argparse.ArgumentParser(prog="owl")
+    add_eval_commands(parser.add_subparsers(dest="command", required=True))
+    parsed = parser.parse_args()
+    try:
+        sys.exit(parsed.func(parsed))
+    except OwlError as exc:
+        print(f"owl: error: {exc}", file=sys.stderr)
+        sys.exit(2)
