@@ -6,6 +6,8 @@
     owl branch ball.session --at 3 --dynamics "a square enters" --out fork.mp4
     owl extend (ball.session | any.mp4) --seconds 8 --out longer.mp4
     owl data shapes --out DIR ...        (owl.data)
+    owl train STAGE --config FILE        (owl.train)
+    owl eval shapes --model DIR --scenarios DIR [--memory full|last] [--out FILE.json]   (owl.eval)
 
 Generation saves a world session beside the video (`ball.session/`, see `owl.session`) after every clip and keeps
 a playable `ball.partial.mp4` of the video so far until `ball.mp4` is complete. User mistakes print one line,
@@ -25,7 +27,7 @@ DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "checkpoints" / "owl-sh
 
 # generate's options that describe a new rollout: --resume takes them from the session instead
 _NEW_ROLLOUT = ("prompt", "image", "seconds", "fps", "height", "width", "dynamics", "script", "seed", "steps",
-                "guidance", "memory", "out")
+                "guidance", "memory", "out", "max_observations", "max_steps")
 
 
 def parse_dynamics(text: str | None) -> list[str | None] | None:
@@ -111,7 +113,8 @@ def cmd_generate(args) -> int:
             fps=args.fps, height=args.height, width=args.width, dynamics=dynamics,
             seed=0 if args.seed is None else args.seed, num_inference_steps=args.steps, guidance_scale=args.guidance,
             memory=args.memory or "full", output=out, progress=not args.quiet,
-            session=None if args.no_session else session_path(out))
+            session=None if args.no_session else session_path(out), max_observations=args.max_observations,
+            max_steps=args.max_steps)
     except KeyboardInterrupt:
         return _interrupted(out)
     return _finish(result, out)
@@ -148,7 +151,8 @@ def _batch(args) -> int:
                        seed=0 if args.seed is None else args.seed)
     rank, world = process_rank()
     options = dict(fps=args.fps, height=args.height, width=args.width, num_inference_steps=args.steps,
-                   guidance_scale=args.guidance, memory=args.memory or "full")
+                   guidance_scale=args.guidance, memory=args.memory or "full",
+                   max_observations=args.max_observations, max_steps=args.max_steps)
     summary = run_batch(items, out_dir, lambda: load_pipeline(args.model, args.preset, pick_device(args.device)),
                         options, rank=rank, world=world, sessions=not args.no_session,
                         retry_failed=args.retry_failed, progress=not args.quiet)
@@ -226,6 +230,10 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--script", help="JSON or YAML file: a list of dynamics texts, or a timeline of segments "
                                       "{start, end, dynamics} / {duration, dynamics} (gaps are predicted)")
     gen.add_argument("--seed", type=int, help="seed (default 0)")
+    gen.add_argument("--max-observations", type=int, metavar="K",
+                     help="bound the world model's history: keep the key frames of the last K clips (default: all)")
+    gen.add_argument("--max-steps", type=int, metavar="M",
+                     help="bound the world model's history: keep states and dynamics of the last M steps (default: all)")
     gen.add_argument("--out", help="output mp4 (default owl.mp4); a .storyboard.json and a .session/ go beside it")
     gen.add_argument("--no-session", action="store_true", help="do not save a world session (no resume, no partial)")
     gen.add_argument("--resume", metavar="SESSION", help="continue an interrupted rollout from its session folder")
@@ -262,10 +270,12 @@ def build_parser() -> argparse.ArgumentParser:
     extend.set_defaults(func=cmd_extend)
 
     from owl.data.commands import add_data_commands
+    from owl.eval.commands import add_eval_commands
     from owl.train.commands import add_train_commands
 
     add_data_commands(sub)
     add_train_commands(sub)
+    add_eval_commands(sub)
     return parser
 
 

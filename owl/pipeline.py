@@ -224,7 +224,8 @@ class OwlPipeline:
                  memory: str = "full", output: str | Path | None = None,
                  callback: Callable[[ClipEvent], None] | None = None, progress: bool = True,
                  do_sample: bool = False, temperature: float = 1.0,
-                 session: str | Path | None = None) -> OwlPipelineOutput:
+                 session: str | Path | None = None, max_observations: int | None = None,
+                 max_steps: int | None = None) -> OwlPipelineOutput:
         """Generate a video of `seconds` from a prompt (and optionally a first image).
 
         dynamics: the texts d_0, d_1, ... that drive each next clip, or a `Timeline` of timed segments; None
@@ -233,10 +234,12 @@ class OwlPipeline:
         it the frames are returned in memory. session: a folder (`owl.session.session_path(output)` is the usual
         one) where the rollout is saved after every clip, for `resume`, `branch` and `extend`; it also publishes a
         playable `out.partial.mp4` while the video grows (removed when `output` is complete), passed to
-        `callback` as `event.path`.
+        `callback` as `event.path`. max_observations / max_steps: bound the world model's history (the visual
+        tokens of the last K observations; the states and dynamics of the last M steps) so that the cost per clip
+        stays flat however long the video; None keeps everything.
         """
         settings = self._settings(seconds, fps, height, width, num_inference_steps, guidance_scale, memory, seed,
-                                  do_sample, temperature)
+                                  do_sample, temperature, max_observations, max_steps)
         self.check_inputs(prompt, image, settings.seconds, settings.fps, settings.height, settings.width,
                           settings.num_inference_steps, settings.guidance_scale, memory, output)
         total = plan_clips(self.renderer, settings.seconds, settings.fps)[1]
@@ -413,7 +416,7 @@ class OwlPipeline:
     # --- inputs ---------------------------------------------------------------------------------------------
 
     def _settings(self, seconds, fps, height, width, num_inference_steps, guidance_scale, memory, seed, do_sample,
-                  temperature) -> RolloutSettings:
+                  temperature, max_observations=None, max_steps=None) -> RolloutSettings:
         cfg = self.renderer.config
         default = lambda value, fallback: fallback if value is None else value
         _check_seed(seed)
@@ -421,7 +424,9 @@ class OwlPipeline:
             seconds=seconds, fps=default(fps, cfg.fps), height=default(height, cfg.height),
             width=default(width, cfg.width), num_inference_steps=default(num_inference_steps, cfg.num_inference_steps),
             guidance_scale=default(guidance_scale, cfg.guidance_scale),
-            memory=memory, seed=seed, do_sample=do_sample, temperature=temperature)
+            memory=memory, seed=seed, do_sample=do_sample, temperature=temperature,
+            max_observations=_check_bound(max_observations, "max_observations"),
+            max_steps=_check_bound(max_steps, "max_steps"))
 
     def _plan_dynamics(self, dynamics, settings: RolloutSettings, done: int, written: int, total: int,
                        prefix: list[str | None] = ()) -> list[str | None]:
@@ -482,6 +487,12 @@ def _check_seconds(seconds, what: str = "seconds") -> None:
 def _check_seed(seed) -> None:
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2 ** 63:
         raise OwlError(f"seed must be a non-negative integer, got {seed!r}")
+
+
+def _check_bound(bound, name: str) -> int | None:
+    if bound is not None and (isinstance(bound, bool) or not isinstance(bound, int) or bound < 1):
+        raise OwlError(f"{name} must be a positive integer (or None: keep all), got {bound!r}")
+    return bound
 
 
 def _check_output(output) -> Path:

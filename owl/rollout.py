@@ -111,6 +111,8 @@ class RolloutSettings:
     seed: int = 0
     do_sample: bool = False  # dynamics generation: greedy (False) or sampled
     temperature: float = 1.0
+    max_observations: int | None = None  # keep the visual tokens of the last K observations only (None: all)
+    max_steps: int | None = None  # keep states and dynamics of the last M steps only (None: all)
 
 
 def key_frames(clip_thwc: np.ndarray, k: int) -> np.ndarray:
@@ -126,7 +128,8 @@ def key_frames(clip_thwc: np.ndarray, k: int) -> np.ndarray:
 def open_session(world_model: WorldModel, settings: RolloutSettings) -> WorldSession:
     """The world session of a rollout with these settings: the one place it is made, so a replay (owl.session)
     builds exactly the session the loop had."""
-    return world_model.session(memory=settings.memory)
+    return world_model.session(memory=settings.memory, max_observations=settings.max_observations,
+                               max_steps=settings.max_steps)
 
 
 def plan_clips(renderer: Renderer, seconds: float, fps: float) -> tuple[int, int]:

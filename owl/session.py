@@ -129,7 +129,7 @@ class SessionFolder:
 
     @property
     def settings(self) -> RolloutSettings:
-        return RolloutSettings(**self.meta["settings"])
+        return RolloutSettings(**{**_SETTINGS_DEFAULTS, **self.meta["settings"]})
 
     @property
     def dynamics(self) -> list[str | None]:
@@ -341,6 +341,8 @@ def observe_video(world_model: WorldModel, renderer: Renderer, folder: SessionFo
 # --- helpers of this file ------------------------------------------------------------------------------------
 
 _SETTINGS_KEYS = {f.name for f in dataclasses.fields(RolloutSettings)}
+# settings added after the first sessions were written: an older session without them takes these
+_SETTINGS_DEFAULTS = {"max_observations": None, "max_steps": None}
 _TMP = re.compile(r"^\..+\.(\d+)\.tmp(\.[A-Za-z0-9]+)?$")
 
 
@@ -359,7 +361,7 @@ def _check_meta(meta, path: Path) -> None:
     for key, kind in needed.items():
         if not isinstance(meta.get(key), kind):
             raise OwlError(f"{where}: {SESSION_FILE} lacks a valid {key!r}")
-    if set(meta["settings"]) != _SETTINGS_KEYS:
+    if not _SETTINGS_KEYS - set(_SETTINGS_DEFAULTS) <= set(meta["settings"]) <= _SETTINGS_KEYS:
         raise OwlError(f"{where}: settings must have exactly {sorted(_SETTINGS_KEYS)}")
     clip_keys = {f.name for f in dataclasses.fields(ClipRecord)} | {"video_frames"}
     for n, clip in enumerate(meta["clips"]):

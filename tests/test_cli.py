@@ -53,6 +53,7 @@ def test_script_file(tmp_path):
     (["--prompt", "x", "--memory", "half"], "memory must be 'full' or 'last'"),
     (["--prompt", "x", "--steps", "0"], "num_inference_steps must be a positive integer"),
     (["--prompt", "x", "--preset", "huge"], "unknown preset 'huge'; accepted:"),
+    (["--prompt", "x", "--max-observations", "0"], "max_observations must be a positive integer"),
 ])
 def test_bad_input(tmp_path, capsys, args, message):
     if "--preset" not in args:

@@ -87,3 +87,39 @@ def test_save_and_load_give_identical_outputs(tiny_pipe, tiny_dir):
     assert [c.dynamics for c in a.storyboard.clips] == [c.dynamics for c in b.storyboard.clips]
     files = {p.name for p in tiny_dir.rglob("*") if p.is_file()}
     assert not {f for f in files if f.endswith((".bin", ".pt", ".pkl", ".pth"))}  # safetensors only
+
+
+def test_history_bound_reaches_the_world_session(tiny_pipe, monkeypatch, tmp_path):
+    """max_observations / max_steps bound the rollout's world session, are saved with its session, and a
+    resumed bounded rollout replays the same bound."""
+    import owl.rollout
+    import owl.session
+    from owl.session import SessionFolder, session_path
+
+    opened = []
+
+    def spy(world_model, settings):
+        opened.append(original(world_model, settings))
+        return opened[-1]
+
+    original = owl.rollout.open_session
+    monkeypatch.setattr(owl.rollout, "open_session", spy)
+    monkeypatch.setattr(owl.session, "open_session", spy)
+    out = tmp_path / "bounded.mp4"
+    bounded = tiny_pipe("a red ball rolls left", seconds=24, progress=False, max_observations=1, max_steps=2,
+                        output=out, session=session_path(out))
+    session = opened[-1]
+    assert (session.max_observations, session.max_steps) == (1, 2)
+    assert sum(b.kind == "observation" for b in session.blocks) == 1
+    assert len({b.step for b in session.blocks if b.kind != "context"}) <= 2
+    saved = SessionFolder.open(session_path(out)).settings
+    assert (saved.max_observations, saved.max_steps) == (1, 2)
+    assert len(bounded.storyboard.clips) == 12
+
+
+@pytest.mark.parametrize("bound", [0, -1, 1.5, True])
+def test_bad_history_bound_is_refused(tiny_pipe, bound):
+    from owl.errors import OwlError
+
+    with pytest.raises(OwlError, match="max_observations must be a positive integer"):
+        tiny_pipe("a red ball", seconds=2, progress=False, max_observations=bound)

@@ -77,6 +77,7 @@ class VAEConfig(TrainConfig):
     crop: int = 0  # train on square crops of this side (a multiple of 16); 0 = whole frames
     kl_weight: float = 1e-6
     window_start_prob: float = 0.5  # decode from a mid-sequence latent, as the rollout does after context
+    fg_weight: float = 0.0  # extra loss weight on pixels unlike the clip's background (its median colour); 0 = off
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,11 @@
 
     owl train vae --config configs/shapes/vae.yaml
 
-Loss: L1 + MSE reconstruction plus a small KL term. With probability `window_start_prob` the decoder starts from
+Loss: L1 + MSE reconstruction plus a small KL term. In sparse scenes (Shapes World: a few small shapes on a flat
+background) a plain pixel loss is met by drawing the background alone, so with `fg_weight` > 0 the pixels that
+differ from the clip's background colour (its per-channel median) weigh 1 + fg_weight.
+
+With probability `window_start_prob` the decoder starts from
 a mid-sequence latent j > 0 and must produce frames 4j onwards: the rollout decodes each clip after a context
 latent taken from the middle of the previous clip's sequence, and this teaches the decoder that case. At the
 end, the per-channel mean and std of the latents over the data are stored in the VAE's config
@@ -61,10 +65,21 @@ class VAELoss(nn.Module):
             j = int(torch.randint(1, z.shape[2] - 1, (1,), generator=generator))
         recon = self.vae.decode(z[:, :, j:]).sample
         target = frames[:, :, 4 * j:] if j else frames
-        rec = (recon - target).abs().mean() + ((recon - target) ** 2).mean()
+        weight = foreground_weight(target, self.cfg.fg_weight)  # (B, 1, F, H, W)
+        error = (recon - target).abs() + (recon - target) ** 2
+        rec = (error * weight).sum() / (weight.sum() * error.shape[1])
         kl = posterior.kl().mean() / z[0].numel()
         loss = rec + self.cfg.kl_weight * kl
         return loss, {"recon": float(rec.detach()), "kl": float(kl.detach())}
+
+
+def foreground_weight(frames: torch.Tensor, fg_weight: float) -> torch.Tensor:
+    """(B, 1, F, H, W): 1 on the background (the per-clip median colour), 1 + fg_weight elsewhere."""
+    if not fg_weight:
+        return torch.ones_like(frames[:, :1])
+    background = frames.flatten(2).median(dim=2).values[:, :, None, None, None]  # (B, 3, 1, 1, 1)
+    foreground = (frames - background).abs().amax(dim=1, keepdim=True) > 0.1  # 0.1 of [-1, 1]: ~13 grey levels
+    return 1 + fg_weight * foreground.float()
 
 
 @torch.no_grad()

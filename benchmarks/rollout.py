@@ -1,0 +1,96 @@
+"""Rollout cost as a video grows: per-clip time, peak memory, loop overhead, speed against real time.
+
+    python benchmarks/rollout.py                       # the shipped model (checkpoints/owl-shapes)
+    python benchmarks/rollout.py --preset tiny --seconds 96 --short 24
+
+Every figure is a ratio of two measurements taken in this one run (these machines are noisy):
+- per-clip cost: the time of the last clip of a long rollout over the time of clip 2 (index 1), and the mean
+  of the last five clips over the mean of clips 2 to 6;
+- peak memory: peak RSS of a long rollout over that of a short one, each in a fresh process;
+- loop overhead: total rollout time over the time spent inside the renderer (denoising and decoding);
+- real time: seconds of video over seconds of wall time for the short rollout.
+The video is streamed to a temporary mp4, as the CLI does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def one_rollout(args) -> dict:
+    """Run one rollout in this process and report its timings, per-clip times and peak RSS."""
+    import resource
+
+    import torch
+
+    from owl import OwlPipeline
+
+    torch.set_num_threads(args.threads)
+    pipe = OwlPipeline.from_preset(args.preset) if args.preset else OwlPipeline.from_pretrained(args.model)
+    stamps = []
+    kwargs = {}
+    if args.max_observations:
+        kwargs["max_observations"] = args.max_observations
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        out = pipe(args.prompt, seconds=args.seconds, seed=0, output=Path(tmp) / "bench.mp4", progress=False,
+                   callback=lambda event: stamps.append(time.perf_counter()), **kwargs)
+        wall = time.perf_counter() - start
+    clip_times = [b - a for a, b in zip([start] + stamps[:-1], stamps)]
+    return {"seconds": out.seconds, "wall": wall, "timings": out.timings, "clip_times": clip_times,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def child(args, seconds: float) -> dict:
+    cmd = [sys.executable, __file__, "--child", "--seconds", str(seconds), "--threads", str(args.threads),
+           "--prompt", args.prompt, "--max-observations", str(args.max_observations)]
+    cmd += ["--preset", args.preset] if args.preset else ["--model", str(args.model)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode:
+        sys.exit(f"benchmark child failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=str(Path(__file__).resolve().parent.parent / "checkpoints" / "owl-shapes"))
+    parser.add_argument("--preset", help="a random model of a named size instead of --model")
+    parser.add_argument("--prompt", default="a red circle enters from the left.")
+    parser.add_argument("--seconds", type=float, default=96.0, help="the long rollout")
+    parser.add_argument("--short", type=float, default=24.0, help="the short rollout")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--max-observations", type=int, default=0, help="bound the LMM history (0: keep all)")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(one_rollout(args)))
+        return
+
+    short, long = child(args, args.short), child(args, args.seconds)
+    clips = long["clip_times"]
+    render = lambda r: r["timings"]["denoise"] + r["timings"]["decode"]
+    rows = [
+        ("clips in the long rollout", f"{len(clips)}"),
+        (f"last clip / clip 2 time ({len(clips)} clips)", f"{clips[-1] / clips[1]:.3f}"),
+        ("mean(last 5 clips) / mean(clips 2-6)", f"{(sum(clips[-5:]) / 5) / (sum(clips[1:6]) / 5):.3f}"),
+        (f"peak RSS {args.seconds:g} s / {args.short:g} s", f"{long['peak_rss_mb'] / short['peak_rss_mb']:.3f} "
+                                                             f"({long['peak_rss_mb']:.0f} / {short['peak_rss_mb']:.0f} MB)"),
+        ("loop overhead: total / (denoise + decode), long", f"{long['timings']['total'] / render(long):.3f}"),
+        ("loop overhead: total / (denoise + decode), short", f"{short['timings']['total'] / render(short):.3f}"),
+        (f"video seconds / wall seconds, {args.short:g} s rollout", f"{short['seconds'] / short['wall']:.2f} "
+                                                                    f"({short['seconds']:.0f} s in {short['wall']:.1f} s)"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    print(f"model: {args.preset or args.model}; threads: {args.threads}; history bound: {args.max_observations or 'none'}")
+    for k, v in rows:
+        print(f"{k:<{width}}  {v}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,41 @@
+"""The shipped model (checkpoints/owl-shapes): it loads, is the CLI's default, and films a 2 s clip."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from owl.cli import DEFAULT_MODEL, main
+
+SHIPPED = Path(__file__).resolve().parent.parent / "checkpoints" / "owl-shapes"
+
+
+def test_shipped_checkpoint_is_small_and_safetensors_only():
+    files = [p for p in SHIPPED.rglob("*") if p.is_file()]
+    assert sum(p.stat().st_size for p in files) < 30 * 2 ** 20
+    weights = [p for p in files if p.suffix in (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".pkl")]
+    assert weights and all(p.suffix == ".safetensors" for p in weights)
+
+
+def test_shipped_model_films_a_2_s_clip():
+    from owl import OwlPipeline
+    from owl.data.shapes import render_video
+
+    pipe = OwlPipeline.from_pretrained(SHIPPED)
+    cfg = pipe.renderer.config
+    first = render_video(seed=7, index=0, seconds=4).frames[0]
+    out = pipe("a red circle enters from the left.", image=first, seconds=2, progress=False)
+    assert out.frames.shape == (2 * cfg.fps, cfg.height, cfg.width, 3)
+    assert np.array_equal(out.frames[0], first)  # image-to-video opens on the image
+    assert out.frames[1:].std() > 0  # filmed frames, not a constant
+
+
+def test_cli_defaults_to_the_shipped_model(tmp_path, capsys):
+    assert DEFAULT_MODEL.resolve() == SHIPPED.resolve()
+    out = tmp_path / "default.mp4"
+    assert main(["generate", "--prompt", "a red circle enters from the left.", "--seconds", "2", "--out", str(out),
+                 "--quiet", "--no-session"]) == 0
+    assert out.is_file()
+    storyboard = json.loads(out.with_suffix(".storyboard.json").read_text())
+    assert storyboard["seconds"] == pytest.approx(2)
