@@ -46,22 +46,40 @@ def pick_device(device: str) -> str:
     return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}" if torch.cuda.is_available() else "cpu"
 
 
-def load_pipeline(model: str | None, preset: str | None, device: str = "cpu", saved: dict | None = None):
-    """The pipeline of --model / --preset; else the one a session recorded (`saved`); else the shipped model."""
+DTYPES = {"float32": None, "bfloat16": "bfloat16", "float16": "float16"}
+
+
+def load_pipeline(model: str | None, preset: str | None, device: str = "cpu", saved: dict | None = None,
+                  args: argparse.Namespace | None = None):
+    """The pipeline of --model / --preset; else the one a session recorded (`saved`); else the shipped model.
+    `args` carries the speed settings (--dtype, --vae-tiling, --compile), applied after loading."""
+    import torch
+
     from owl.pipeline import OwlPipeline
 
+    dtype_name = getattr(args, "dtype", None) or "float32"
+    if dtype_name not in DTYPES:
+        raise OwlError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype_name!r}")
+    dtype = getattr(torch, DTYPES[dtype_name]) if DTYPES[dtype_name] else None
     if model and preset:
         raise OwlError("give either --model or --preset, not both")
+    seed = 0  # a preset's weights are drawn from this seed: a session made with one records it
     if not model and not preset and saved:
         if "preset" in saved:
-            return OwlPipeline.from_preset(saved["preset"], seed=saved.get("seed", 0), device=device)
+            preset, seed = saved["preset"], saved.get("seed", 0)
         model = saved.get("path")
     if preset:
-        return OwlPipeline.from_preset(preset, device=device)
-    if model is None and not DEFAULT_MODEL.is_dir():
-        raise OwlError(f"no model given and the shipped model is not at {str(DEFAULT_MODEL)!r}; "
-                       "pass --model DIR or --preset tiny")
-    return OwlPipeline.from_pretrained(model or DEFAULT_MODEL, device=device)
+        pipe = OwlPipeline.from_preset(preset, seed=seed, device=device, torch_dtype=dtype)
+    else:
+        if model is None and not DEFAULT_MODEL.is_dir():
+            raise OwlError(f"no model given and the shipped model is not at {str(DEFAULT_MODEL)!r}; "
+                           "pass --model DIR or --preset tiny")
+        pipe = OwlPipeline.from_pretrained(model or DEFAULT_MODEL, device=device, torch_dtype=dtype)
+    if getattr(args, "vae_tiling", False):
+        pipe.enable_vae_tiling()
+    if getattr(args, "compile", False):
+        pipe.compile()
+    return pipe
 
 
 def _given(args, names) -> list[str]:
@@ -106,7 +124,7 @@ def cmd_generate(args) -> int:
         raise OwlError("give either --dynamics or --script, not both")
     dynamics = parse_dynamics(args.dynamics) if args.script is None else read_script(args.script)
     out = Path(args.out or "owl.mp4")
-    pipe = load_pipeline(args.model, args.preset, pick_device(args.device))
+    pipe = load_pipeline(args.model, args.preset, pick_device(args.device), args=args)
     try:
         result = pipe(
             prompt=args.prompt or "", image=args.image, seconds=24.0 if args.seconds is None else args.seconds,
@@ -128,7 +146,7 @@ def _resume(args) -> int:
         raise OwlError(f"--resume continues the session with its own settings; drop {' '.join(clash)}")
     folder = SessionFolder.open(args.resume)
     folder.check_resumable()  # before loading a model
-    pipe = load_pipeline(args.model, args.preset, pick_device(args.device), saved=folder.model)
+    pipe = load_pipeline(args.model, args.preset, pick_device(args.device), saved=folder.model, args=args)
     try:
         result = pipe.resume(folder.path, progress=not args.quiet)
     except KeyboardInterrupt:
@@ -153,7 +171,7 @@ def _batch(args) -> int:
     options = dict(fps=args.fps, height=args.height, width=args.width, num_inference_steps=args.steps,
                    guidance_scale=args.guidance, memory=args.memory or "full",
                    max_observations=args.max_observations, max_steps=args.max_steps)
-    summary = run_batch(items, out_dir, lambda: load_pipeline(args.model, args.preset, pick_device(args.device)),
+    summary = run_batch(items, out_dir, lambda: load_pipeline(args.model, args.preset, pick_device(args.device), args=args),
                         options, rank=rank, world=world, sessions=not args.no_session,
                         retry_failed=args.retry_failed, progress=not args.quiet)
     print(f"batch rank {rank}/{world}: {summary.done} done, {summary.failed} failed, {summary.skipped} skipped; "
@@ -166,7 +184,7 @@ def cmd_branch(args) -> int:
 
     folder = SessionFolder.open(args.session)
     out = Path(args.out)
-    pipe = load_pipeline(args.model, args.preset, pick_device(args.device), saved=folder.model)
+    pipe = load_pipeline(args.model, args.preset, pick_device(args.device), saved=folder.model, args=args)
     try:
         result = pipe.branch(folder.path, at=args.at, output=out, dynamics=parse_dynamics(args.dynamics),
                              seconds=args.seconds, seed=args.seed, progress=not args.quiet)
@@ -188,7 +206,7 @@ def cmd_extend(args) -> int:
     elif not source.is_file():
         raise OwlError(f"nothing to extend at {str(source)!r}: give a session folder or a video file")
     out = Path(args.out)
-    pipe = load_pipeline(args.model, args.preset, pick_device(args.device), saved=saved)
+    pipe = load_pipeline(args.model, args.preset, pick_device(args.device), saved=saved, args=args)
     try:
         result = pipe.extend(source, seconds=args.seconds, output=out, dynamics=parse_dynamics(args.dynamics),
                              prompt=args.prompt or "", seed=args.seed or 0, fps=args.fps, height=args.height,
@@ -204,6 +222,11 @@ def _model_options(parser) -> None:
     parser.add_argument("--preset", help="build a random model of a named size instead (tiny)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N; auto: this process's GPU if any, else cpu")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--dtype", choices=tuple(DTYPES), help="weights of the LMM and the VDM transformer "
+                        "(default float32; bfloat16 on a GPU halves memory and time)")
+    parser.add_argument("--vae-tiling", action="store_true", help="encode and decode frames in tiles (less memory)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the transformer and the LMM "
+                        "(slow first clips, faster after)")
 
 
 def _look_options(parser) -> None:

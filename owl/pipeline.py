@@ -94,8 +94,10 @@ class OwlPipeline:
     # --- building and loading -------------------------------------------------------------------------------
 
     @classmethod
-    def from_preset(cls, name: str | ModelPreset, seed: int = 0, device: str | torch.device = "cpu") -> "OwlPipeline":
-        """A randomly initialized pipeline of a named size (see `owl.config.PRESETS`), seeded."""
+    def from_preset(cls, name: str | ModelPreset, seed: int = 0, device: str | torch.device = "cpu",
+                    torch_dtype: torch.dtype | None = None) -> "OwlPipeline":
+        """A randomly initialized pipeline of a named size (see `owl.config.PRESETS`), seeded. torch_dtype: the
+        LMM and the VDM transformer in bf16/fp16 (the VAE, queries and projector stay float32)."""
         from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanTransformer3DModel
         from transformers import AutoConfig, AutoModelForImageTextToText, Qwen2VLImageProcessorPil
 
@@ -123,6 +125,9 @@ class OwlPipeline:
         vae = AutoencoderKLWan(**preset.vae)
         scheduler = FlowMatchEulerDiscreteScheduler(shift=preset.renderer.flow_shift)
         renderer = Renderer(transformer, vae, scheduler, preset.renderer)
+        if torch_dtype is not None:
+            vlm.to(torch_dtype)
+            transformer.to(torch_dtype)
         pipe = cls(world_model.eval(), renderer.eval()).to(device)
         pipe.source = {"preset": name, "seed": seed} if isinstance(name, str) else None
         return pipe
@@ -190,6 +195,24 @@ class OwlPipeline:
         self.world_model.to(device)
         self.renderer.to(device)
         return self
+
+    # --- speed and memory settings (for GPUs; each is off by default) ----------------------------------------
+
+    def enable_vae_tiling(self) -> None:
+        """Decode and encode large frames tile by tile (diffusers' Wan VAE tiling): less memory at 480p and up."""
+        self.renderer.vae.enable_tiling()
+
+    def enable_vae_slicing(self) -> None:
+        """Decode a batch of clips one sample at a time (diffusers' Wan VAE slicing)."""
+        self.renderer.vae.enable_slicing()
+
+    def compile(self, **kwargs) -> None:
+        """torch.compile the two heavy forward passes: the VDM transformer and the LMM's language model.
+
+        The first clips then pay the compile time; worth it for long rollouts on a GPU. kwargs go to torch.compile.
+        """
+        self.renderer.transformer.compile(**kwargs)
+        self.world_model.language_model.compile(**kwargs)
 
     # --- generation -----------------------------------------------------------------------------------------
 

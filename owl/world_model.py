@@ -113,7 +113,8 @@ class WorldModel(nn.Module):
     def query_segment(self) -> Segment:
         """S_t: the Q state queries, on ordinary text positions."""
         q = self.config.num_queries
-        return Segment(self.state_queries, _text_positions(q, self.device), q)
+        dtype = self.vlm.get_input_embeddings().weight.dtype  # the queries stay float32 under a bf16/fp16 LMM
+        return Segment(self.state_queries.to(dtype), _text_positions(q, self.device), q)
 
     def pixel_patches(self, frames_thwc: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """Frames -> the vision tower's input, as the model's image processor lays it out, computed in torch.

@@ -123,3 +123,22 @@ def test_bad_history_bound_is_refused(tiny_pipe, bound):
 
     with pytest.raises(OwlError, match="max_observations must be a positive integer"):
         tiny_pipe("a red ball", seconds=2, progress=False, max_observations=bound)
+
+
+def test_bfloat16_and_vae_tiling_settings(tiny_pipe, tmp_path, capsys):
+    """The GPU settings run on any device: bf16 weights film a clip; VAE tiling and slicing leave it unchanged."""
+    import torch
+
+    from owl.cli import main
+
+    half = OwlPipeline.from_preset("tiny", seed=0, torch_dtype=torch.bfloat16)
+    assert half.renderer.transformer.dtype == torch.bfloat16 and half.world_model.vlm.dtype == torch.bfloat16
+    plain = half("a red ball rolls left", seconds=4, progress=False).frames
+    assert plain.shape == (32, 64, 64, 3)
+    half.enable_vae_tiling()
+    half.enable_vae_slicing()
+    assert np.array_equal(half("a red ball rolls left", seconds=4, progress=False).frames, plain)
+    out = tmp_path / "half.mp4"
+    assert main(["generate", "--preset", "tiny", "--prompt", "a ball", "--seconds", "2", "--dtype", "bfloat16",
+                 "--vae-tiling", "--out", str(out), "--quiet", "--no-session"]) == 0
+    assert out.is_file()
