@@ -163,3 +163,24 @@ def test_config_file_with_unknown_key_or_wrong_type(tmp_path):
     bad.write_text("steps: ten\n")
     with pytest.raises(OwlError, match="steps must be int"):
         load_config("align", str(bad), [])
+
+
+def test_first_clips_are_trained_as_image_to_video():
+    """Clip 0 keeps the video's first latent as clean context (the rollout films image-to-video that way), and
+    a world sample from the video's start opens with the first frame, as WorldSession.start lays it out."""
+    import numpy as np
+
+    from owl.data.collate import collate
+    from owl.train.data import PreparedVideo
+
+    n, clips = 2, 3
+    frames = np.random.default_rng(0).integers(0, 255, (4 * n * clips + 1, 16, 16, 3), dtype=np.uint8)
+    video = PreparedVideo("v", frames, torch.zeros(4, 1 + n * clips, 2, 2), ["a", "b", "c"], [True, False, True])
+    gen = generate.Clips([video], n)
+    assert [gen[i]["has_context"] for i in range(clips)] == [True, True, False]  # clip 2 opens a new scene
+    seq = world.Sequences([video], n, 2, lambda clip: clip[-2:])
+    first, later = seq[0], seq[1]
+    assert first["has_context"].tolist() == [True, True] and np.array_equal(first["first_frame"], frames[0])
+    assert later["has_context"].tolist() == [False, False] and later["first_frame"].size == 0
+    batch = collate([first, later])
+    assert isinstance(batch["first_frame"], list) and len(batch["first_frame"]) == 2

@@ -6,7 +6,9 @@ LMM side (queries, LoRA or full, per config) and the VDM transformer train joint
 A sample is one clip of the rollout grid and its caption: the LMM reads `[caption] S_0`, the projected s_0
 conditions the transformer, and the clip's window of n + 1 latent frames is denoised. Clips after the first
 keep the previous clip's last latent as clean context, except where it is dropped at random
-(`context_dropout`) and at scene starts, so that first clips and scene openings are learned too. With
+(`context_dropout`) and at scene starts, so that first clips and scene openings are learned too. Clip 0 keeps
+its own first latent (the video's first frame) as clean context: image-to-video, as the rollout films it from an
+image; when that context is dropped, it is text-to-video. With
 probability `cond_dropout` the projected null state replaces the condition, for classifier-free guidance.
 """
 
@@ -35,7 +37,7 @@ class Clips(torch.utils.data.Dataset):
         v, t = self.items[i]
         video = self.videos[v]
         return {"latents": clip_window(video, t, self.n), "caption": video.captions[t],
-                "has_context": t > 0 and not video.new_scene[t]}
+                "has_context": t == 0 or not video.new_scene[t]}
 
 
 def condition(projector, states: torch.Tensor, dropout: float, generator: torch.Generator) -> torch.Tensor:

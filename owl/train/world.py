@@ -8,8 +8,10 @@ A sample is T consecutive clips of a video. The LMM reads the whole interleaved 
 
 with O_t the key frames of the real clip t and D_t the caption of clip t + 1 (what happens next), and is trained
 with the next-token cross-entropy on every D_t; each clip t is denoised given its state s_t (flow-matching
-loss), with the previous clip's last latent as context except at scene starts and at the first clip. This is
-the rollout's own sequence, so the cached session reproduces these states at generation time.
+loss), with the previous clip's last latent as context except at scene starts and at a sample's first clip. A
+sample that starts at the video's first clip is image-to-video, as every held-out scenario is filmed: the
+opening is `[caption_0, first frame]` and clip 0 keeps the first frame's latent as clean context. This is the
+rollout's own sequence, so the cached session reproduces these states at generation time.
 """
 
 from __future__ import annotations
@@ -47,7 +49,9 @@ class Sequences(torch.utils.data.Dataset):
             "latents": torch.stack([clip_window(video, t, self.n) for t in ts]),  # (T, C, n + 1, h, w)
             "key_frames": torch.from_numpy(np.stack([self.key_frames(clip_frames(video, t, self.n)) for t in ts])),
             "captions": [video.captions[t] for t in ts] + [video.captions[min(s + self.clips, video.num_clips - 1)]],
-            "has_context": torch.tensor([t > s and not video.new_scene[t] for t in ts]),
+            # a sample from the video's start opens image-to-video: its first frame is the first clip's context
+            "has_context": torch.tensor([(t == 0) or (t > s and not video.new_scene[t]) for t in ts]),
+            "first_frame": video.frames[0] if s == 0 else np.zeros(0, np.uint8),  # (H, W, 3), or empty; batched as a list
         }
 
 
@@ -69,7 +73,10 @@ class WorldLoss(nn.Module):
         for i in range(b):
             captions = batch["captions"][i]
             segments = [wm.embed_ids(wm.text_ids(captions[0]))]
-            length = segments[0].embeds.shape[0]
+            image = batch["first_frame"][i]
+            if image.size:  # the opening of image-to-video, laid out as WorldSession.start does
+                segments += wm.frame_segments(image[None])
+            length = sum(segment.embeds.shape[0] for segment in segments)
             for t in range(t_steps):
                 state_at.append((i, length))
                 segments.append(wm.query_segment())
