@@ -55,18 +55,21 @@ DEMOS = ("t2v", "i2v", "timeline", "predicted")
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("demos", nargs="*", choices=DEMOS, default=list(DEMOS), metavar="DEMO",
+    parser.add_argument("demos", nargs="*", metavar="DEMO",
                         help=f"which demos to run ({', '.join(DEMOS)}; default: all)")
     parser.add_argument("--model", default=str(ROOT / "checkpoints" / "owl-shapes"), help="a saved Owl pipeline")
     parser.add_argument("--out-dir", default=str(ROOT / "demos" / "out"))
     parser.add_argument("--seconds", type=float, default=24.0)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    unknown = [d for d in args.demos if d not in DEMOS]
+    if unknown:  # checked here: argparse refuses an empty list when nargs="*" has choices
+        parser.error(f"unknown demo(s) {', '.join(unknown)}; accepted: {', '.join(DEMOS)}")
 
     pipe = OwlPipeline.from_pretrained(args.model)
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    for name in args.demos:
+    for name in args.demos or DEMOS:
         video = out_dir / f"{name}.mp4"
         began = time.perf_counter()
         out = pipe(**demo_kwargs(name), seconds=args.seconds, seed=args.seed, output=video, progress=False)

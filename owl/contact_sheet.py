@@ -35,7 +35,7 @@ def contact_sheet(video: str | Path, storyboard: Storyboard, columns: int | None
     middle = np.array([(c.start + c.end) / 2 for c in clips])
     frames = reader.frames(reader.indices_at(middle))  # (N, H, W, 3) uint8
     h, w = frames.shape[1:3]
-    scale = scale or max(1, 160 // max(h, w))
+    scale = scale or max(1, 192 // max(h, w))
     columns = columns or min(6, len(clips))
     font = ImageFont.load_default(size=11)
     line_height, pad = 14, 6
@@ -48,7 +48,7 @@ def contact_sheet(video: str | Path, storyboard: Storyboard, columns: int | None
         x, y = (n % columns) * cell_w + pad, (n // columns) * cell_h + pad
         sheet.paste(Image.fromarray(frame).resize((w * scale, h * scale), Image.NEAREST), (x, y))
         origin = "predicted" if clip.predicted else "given"
-        text = f"{clip.index}  {clip.start:g}-{clip.end:g} s  ({origin})\n" + textwrap.fill(clip.dynamics, chars)
+        text = f"{clip.index}  {clip.start:.1f}-{clip.end:.1f} s  ({origin})\n" + textwrap.fill(clip.dynamics, chars)
         lines = text.splitlines()[:CAPTION_LINES]
         draw.multiline_text((x, y + h * scale + pad), "\n".join(lines), fill=INK, font=font, spacing=3)
     return sheet

@@ -16,7 +16,7 @@ SHIP=${SHIP:-1}
 case "$PROFILE" in
   # videos; then steps and a wall-clock cap (minutes) for vae align generate world
   cpu) videos=120; steps=(2600 200 8000 3000);  minutes=(20 3 27 25) ;;
-  gpu) videos=400; steps=(3000 400 4000 2500); minutes=(0 0 0 0) ;;
+  gpu) videos=400; steps=(10000 1000 40000 15000); minutes=(0 0 0 0) ;;
   *) echo "PROFILE must be cpu or gpu, got $PROFILE" >&2; exit 2 ;;
 esac
 

@@ -142,3 +142,17 @@ def test_bfloat16_and_vae_tiling_settings(tiny_pipe, tmp_path, capsys):
     assert main(["generate", "--preset", "tiny", "--prompt", "a ball", "--seconds", "2", "--dtype", "bfloat16",
                  "--vae-tiling", "--out", str(out), "--quiet", "--no-session"]) == 0
     assert out.is_file()
+
+
+def test_contact_sheet_shows_one_captioned_frame_per_clip(tiny_pipe, tmp_path):
+    from PIL import Image
+
+    from owl.contact_sheet import save_contact_sheet
+
+    video = tmp_path / "sheet.mp4"
+    out = tiny_pipe("a red ball rolls left", seconds=8, output=video, progress=False, dynamics=["the ball stops."])
+    path = save_contact_sheet(video, out.storyboard, tmp_path / "sheet.png", columns=2, scale=2)
+    sheet = np.asarray(Image.open(path).convert("RGB"))
+    clips = len(out.storyboard.clips)  # 4 clips of 2 s: a 2 x 2 grid of 128 px frames with captions under them
+    assert clips == 4 and sheet.shape[1] == 2 * (128 + 12) and sheet.shape[0] > 2 * (128 + 12)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # written atomically

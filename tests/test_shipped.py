@@ -21,6 +21,7 @@ def test_shipped_checkpoint_is_small_and_safetensors_only():
 def test_shipped_model_films_a_2_s_clip():
     from owl import OwlPipeline
     from owl.data.shapes import render_video
+    from owl.eval.segment import label_pixels
 
     pipe = OwlPipeline.from_pretrained(SHIPPED)
     cfg = pipe.renderer.config
@@ -28,7 +29,9 @@ def test_shipped_model_films_a_2_s_clip():
     out = pipe("a red circle enters from the left.", image=first, seconds=2, progress=False)
     assert out.frames.shape == (2 * cfg.fps, cfg.height, cfg.width, 3)
     assert np.array_equal(out.frames[0], first)  # image-to-video opens on the image
-    assert out.frames[1:].std() > 0  # filmed frames, not a constant
+    # trained weights film Shapes World colours: 99% of pixels near the palette here; random weights of the same
+    # size film noise (6%)
+    assert (label_pixels(out.frames[1:]) >= 0).mean() > 0.9
 
 
 def test_cli_defaults_to_the_shipped_model(tmp_path, capsys):
