@@ -184,3 +184,10 @@ def test_first_clips_are_trained_as_image_to_video():
     assert later["has_context"].tolist() == [False, False] and later["first_frame"].size == 0
     batch = collate([first, later])
     assert isinstance(batch["first_frame"], list) and len(batch["first_frame"]) == 2
+
+
+def test_tensorboard_log_when_installed(tmp_path, shapes):
+    pytest.importorskip("torch.utils.tensorboard")  # optional: the JSONL log is always written
+    out = run("align", tmp_path, shapes, "steps=3", "batch_size=2", "save_every=1000")
+    assert list((out / "tensorboard").glob("events.out.tfevents.*"))
+    assert len(losses(out)) == 3

@@ -345,6 +345,16 @@ def save_artifact(pipe, output_dir: Path, ema=None, lora_dir: bool = True) -> Pa
 
 # --- the loop ---------------------------------------------------------------------------------------------------
 
+def _tensorboard(output_dir: Path):
+    """A TensorBoard writer under output_dir/tensorboard/ when tensorboard is installed; else None (the JSONL log
+    holds the same figures)."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(output_dir / "tensorboard"))
+
+
 def train(cfg: TrainConfig, stage: str, pipe, loss_module: nn.Module, dataset, collate: Callable, resume: bool,
           quiet: bool = False, before_save: Callable[[], None] | None = None) -> Path:
     """Run `cfg.steps` optimizer steps of `loss_module(batch, generator) -> (loss, {name: value})`.
@@ -394,6 +404,7 @@ def train(cfg: TrainConfig, stage: str, pipe, loss_module: nn.Module, dataset, c
     sampler = StepBatches(len(dataset), cfg.batch_size * cfg.grad_accum * accelerator.num_processes, cfg.seed,
                           start, cfg.fixed_batch)
     log_path = output_dir / "log.jsonl"
+    board = _tensorboard(output_dir) if accelerator.is_main_process else None
     bar = tqdm(total=cfg.steps, initial=start, desc=f"train {stage}", disable=quiet or not accelerator.is_main_process)
     step = start
     began = time.perf_counter()
@@ -432,6 +443,10 @@ def train(cfg: TrainConfig, stage: str, pipe, loss_module: nn.Module, dataset, c
                 with open(log_path, "a") as f:
                     f.write(json.dumps(record) + "\n")
                 bar.set_postfix(loss=f"{totals['loss']:.4f}", sps=record["samples_per_s"])
+                if board is not None:
+                    for key, value in record.items():
+                        if key != "step":
+                            board.add_scalar(f"{stage}/{key}", value, step)
             bar.update(1)
             if step % cfg.save_every == 0 and step < cfg.steps:
                 save_checkpoint(accelerator, output_dir, step, cfg.keep_checkpoints)
@@ -439,6 +454,8 @@ def train(cfg: TrainConfig, stage: str, pipe, loss_module: nn.Module, dataset, c
         save_checkpoint(accelerator, output_dir, step, cfg.keep_checkpoints)
         raise
     bar.close()
+    if board is not None:
+        board.close()
     save_checkpoint(accelerator, output_dir, step, cfg.keep_checkpoints)
     artifact = output_dir / "model"
     if accelerator.is_main_process:
