@@ -21,6 +21,7 @@ from pathlib import Path
 from owl import OwlPipeline
 from owl.contact_sheet import save_contact_sheet
 from owl.data.shapes import render_video
+from owl.errors import OwlError
 from owl.timeline import Timeline
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,7 +67,10 @@ def main() -> None:
     if unknown:  # checked here: argparse refuses an empty list when nargs="*" has choices
         parser.error(f"unknown demo(s) {', '.join(unknown)}; accepted: {', '.join(DEMOS)}")
 
-    pipe = OwlPipeline.from_pretrained(args.model)
+    try:
+        pipe = OwlPipeline.from_pretrained(args.model)
+    except OwlError as exc:  # a user mistake (a missing or damaged model folder): one line, no traceback
+        parser.error(str(exc))
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     for name in args.demos or DEMOS:

@@ -46,7 +46,7 @@ def pick_device(device: str) -> str:
     return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}" if torch.cuda.is_available() else "cpu"
 
 
-DTYPES = {"float32": None, "bfloat16": "bfloat16", "float16": "float16"}
+DTYPES = ("float32", "bfloat16", "float16")
 
 
 def load_pipeline(model: str | None, preset: str | None, device: str = "cpu", saved: dict | None = None,
@@ -57,10 +57,8 @@ def load_pipeline(model: str | None, preset: str | None, device: str = "cpu", sa
 
     from owl.pipeline import OwlPipeline
 
-    dtype_name = getattr(args, "dtype", None) or "float32"
-    if dtype_name not in DTYPES:
-        raise OwlError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype_name!r}")
-    dtype = getattr(torch, DTYPES[dtype_name]) if DTYPES[dtype_name] else None
+    dtype_name = getattr(args, "dtype", None) or "float32"  # one of DTYPES (argparse checks it)
+    dtype = None if dtype_name == "float32" else getattr(torch, dtype_name)
     if model and preset:
         raise OwlError("give either --model or --preset, not both")
     seed = 0  # a preset's weights are drawn from this seed: a session made with one records it
@@ -222,7 +220,7 @@ def _model_options(parser) -> None:
     parser.add_argument("--preset", help="build a random model of a named size instead (tiny)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N; auto: this process's GPU if any, else cpu")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    parser.add_argument("--dtype", choices=tuple(DTYPES), help="weights of the LMM and the VDM transformer "
+    parser.add_argument("--dtype", choices=DTYPES, help="weights of the LMM and the VDM transformer "
                         "(default float32; bfloat16 on a GPU halves memory and time)")
     parser.add_argument("--vae-tiling", action="store_true", help="encode and decode frames in tiles (less memory)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the transformer and the LMM "

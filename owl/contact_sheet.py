@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from owl.errors import OwlError
 from owl.rollout import Storyboard
 from owl.video_io import VideoFile, write_bytes_atomic
 
@@ -30,7 +31,7 @@ def contact_sheet(video: str | Path, storyboard: Storyboard, columns: int | None
 
     clips = storyboard.clips
     if not clips:
-        raise ValueError("the storyboard has no clips")
+        raise OwlError("the storyboard has no clips: nothing to put on a contact sheet")
     reader = VideoFile(video)
     middle = np.array([(c.start + c.end) / 2 for c in clips])
     frames = reader.frames(reader.indices_at(middle))  # (N, H, W, 3) uint8

@@ -42,7 +42,7 @@ from owl.session import (PartialVideo, SessionFolder, observe_video, partial_pat
                          session_path)
 from owl.timeline import Timeline
 from owl.video_io import VideoWriter, read_video, write_bytes_atomic
-from owl.world_model import WorldModel
+from owl.world_model import WorldModel, check_history_bound
 
 COMPONENTS = ("world_model", "vlm", "tokenizer", "image_processor", "renderer", "transformer", "vae", "scheduler")
 MAX_SECONDS = 3600
@@ -448,8 +448,8 @@ class OwlPipeline:
             width=default(width, cfg.width), num_inference_steps=default(num_inference_steps, cfg.num_inference_steps),
             guidance_scale=default(guidance_scale, cfg.guidance_scale),
             memory=memory, seed=seed, do_sample=do_sample, temperature=temperature,
-            max_observations=_check_bound(max_observations, "max_observations"),
-            max_steps=_check_bound(max_steps, "max_steps"))
+            max_observations=check_history_bound(max_observations, "max_observations"),
+            max_steps=check_history_bound(max_steps, "max_steps"))
 
     def _plan_dynamics(self, dynamics, settings: RolloutSettings, done: int, written: int, total: int,
                        prefix: list[str | None] = ()) -> list[str | None]:
@@ -510,12 +510,6 @@ def _check_seconds(seconds, what: str = "seconds") -> None:
 def _check_seed(seed) -> None:
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2 ** 63:
         raise OwlError(f"seed must be a non-negative integer, got {seed!r}")
-
-
-def _check_bound(bound, name: str) -> int | None:
-    if bound is not None and (isinstance(bound, bool) or not isinstance(bound, int) or bound < 1):
-        raise OwlError(f"{name} must be a positive integer (or None: keep all), got {bound!r}")
-    return bound
 
 
 def _check_output(output) -> Path:

@@ -362,7 +362,8 @@ def _check_meta(meta, path: Path) -> None:
         if not isinstance(meta.get(key), kind):
             raise OwlError(f"{where}: {SESSION_FILE} lacks a valid {key!r}")
     if not _SETTINGS_KEYS - set(_SETTINGS_DEFAULTS) <= set(meta["settings"]) <= _SETTINGS_KEYS:
-        raise OwlError(f"{where}: settings must have exactly {sorted(_SETTINGS_KEYS)}")
+        raise OwlError(f"{where}: settings must have {sorted(_SETTINGS_KEYS)} (older sessions may lack "
+                       f"{sorted(_SETTINGS_DEFAULTS)})")
     clip_keys = {f.name for f in dataclasses.fields(ClipRecord)} | {"video_frames"}
     for n, clip in enumerate(meta["clips"]):
         if not isinstance(clip, dict) or set(clip) != clip_keys or clip.get("index") != n:

@@ -262,6 +262,13 @@ class Block:
         return self.embeds.shape[0]
 
 
+def check_history_bound(bound, name: str) -> int | None:
+    """A history bound is a positive integer, or None to keep everything."""
+    if bound is not None and (isinstance(bound, bool) or not isinstance(bound, int) or bound < 1):
+        raise OwlError(f"{name} must be a positive integer (or None: keep all), got {bound!r}")
+    return bound
+
+
 class WorldSession:
     """The interleaved history `[prompt, image?] S_0 O_0 D_0 S_1 ...` of one rollout, with its KV cache.
 
@@ -277,9 +284,8 @@ class WorldSession:
                  max_observations: int | None = None, max_steps: int | None = None):
         if memory not in ("full", "last"):
             raise OwlError(f"memory must be 'full' or 'last', got {memory!r}")
-        for name, bound in (("max_observations", max_observations), ("max_steps", max_steps)):
-            if bound is not None and (not isinstance(bound, int) or bound < 1):
-                raise OwlError(f"{name} must be a positive integer or None, got {bound!r}")
+        check_history_bound(max_observations, "max_observations")
+        check_history_bound(max_steps, "max_steps")
         self.wm = world_model
         self.memory = memory
         self.use_cache = use_cache

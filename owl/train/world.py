@@ -66,16 +66,19 @@ class WorldLoss(nn.Module):
         b, t_steps = latents.shape[:2]
         key_frames = batch["key_frames"].numpy()  # (B, T, K, H, W, 3)
         k = key_frames.shape[2]
-        frames = wm.frame_segments(key_frames.reshape(-1, *key_frames.shape[3:]))  # one vision pass for all
+        # one vision pass for all key frames, then the opening frames of image-to-video samples after them
+        openings = [f for f in batch["first_frame"] if f.size]
+        frames = wm.frame_segments(np.concatenate([key_frames.reshape(-1, *key_frames.shape[3:])] +
+                                                  [f[None] for f in openings]))
+        opening = iter(frames[b * t_steps * k:])
 
         # 1. Lay out each sample's sequence, remembering where the states and the dynamics tokens sit.
         sequences, state_at, dynamics = [], [], []  # dynamics: (sample, first position, token ids)
         for i in range(b):
             captions = batch["captions"][i]
             segments = [wm.embed_ids(wm.text_ids(captions[0]))]
-            image = batch["first_frame"][i]
-            if image.size:  # the opening of image-to-video, laid out as WorldSession.start does
-                segments += wm.frame_segments(image[None])
+            if batch["first_frame"][i].size:  # the opening of image-to-video, laid out as WorldSession.start does
+                segments.append(next(opening))
             length = sum(segment.embeds.shape[0] for segment in segments)
             for t in range(t_steps):
                 state_at.append((i, length))
