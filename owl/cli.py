@@ -52,7 +52,7 @@ DTYPES = ("float32", "bfloat16", "float16")
 def load_pipeline(model: str | None, preset: str | None, device: str = "cpu", saved: dict | None = None,
                   args: argparse.Namespace | None = None):
     """The pipeline of --model / --preset; else the one a session recorded (`saved`); else the shipped model.
-    `args` carries the speed settings (--dtype, --vae-tiling, --compile), applied after loading."""
+    `args` carries the speed and memory settings (--dtype, --cpu-offload, --vae-tiling, --compile)."""
     import torch
 
     from owl.pipeline import OwlPipeline
@@ -61,18 +61,25 @@ def load_pipeline(model: str | None, preset: str | None, device: str = "cpu", sa
     dtype = None if dtype_name == "float32" else getattr(torch, dtype_name)
     if model and preset:
         raise OwlError("give either --model or --preset, not both")
+    offload = getattr(args, "cpu_offload", False)
+    if offload and torch.device(device).type == "cpu":
+        raise OwlError("--cpu-offload keeps the weights on the CPU and runs them on a GPU: it needs --device cuda "
+                       "(or auto on a machine with one)")
     seed = 0  # a preset's weights are drawn from this seed: a session made with one records it
     if not model and not preset and saved:
         if "preset" in saved:
             preset, seed = saved["preset"], saved.get("seed", 0)
         model = saved.get("path")
     if preset:
-        pipe = OwlPipeline.from_preset(preset, seed=seed, device=device, torch_dtype=dtype)
+        pipe = OwlPipeline.from_preset(preset, seed=seed, device="cpu" if offload else device, torch_dtype=dtype)
     else:
         if model is None and not DEFAULT_MODEL.is_dir():
             raise OwlError(f"no model given and the shipped model is not at {str(DEFAULT_MODEL)!r}; "
                            "pass --model DIR or --preset tiny")
-        pipe = OwlPipeline.from_pretrained(model or DEFAULT_MODEL, device=device, torch_dtype=dtype)
+        pipe = OwlPipeline.from_pretrained(model or DEFAULT_MODEL, device="cpu" if offload else device,
+                                           torch_dtype=dtype)
+    if getattr(args, "cpu_offload", False):
+        pipe.enable_model_cpu_offload(device)
     if getattr(args, "vae_tiling", False):
         pipe.enable_vae_tiling()
     if getattr(args, "compile", False):
@@ -222,6 +229,8 @@ def _model_options(parser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--dtype", choices=DTYPES, help="weights of the LMM and the VDM transformer "
                         "(default float32; bfloat16 on a GPU halves memory and time)")
+    parser.add_argument("--cpu-offload", action="store_true", help="keep the weights in CPU memory and move one "
+                        "component at a time to the GPU (much less GPU memory, slower)")
     parser.add_argument("--vae-tiling", action="store_true", help="encode and decode frames in tiles (less memory)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the transformer and the LMM "
                         "(slow first clips, faster after)")

@@ -29,10 +29,12 @@ import contextlib
 import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Callable
 
 import numpy as np
 import torch
+from torch import nn
 
 from owl.config import ModelPreset, get_preset
 from owl.errors import OwlError
@@ -97,16 +99,17 @@ class OwlPipeline:
     def from_preset(cls, name: str | ModelPreset, seed: int = 0, device: str | torch.device = "cpu",
                     torch_dtype: torch.dtype | None = None) -> "OwlPipeline":
         """A randomly initialized pipeline of a named size (see `owl.config.PRESETS`), seeded. torch_dtype: the
-        LMM and the VDM transformer in bf16/fp16 (the VAE, queries and projector stay float32)."""
+        LMM and the VDM transformer in bf16/fp16 (the VAE, queries and projector stay float32).
+
+        Every preset is built with Owl's built-in tokenizer: a real-size preset then has the real models' shapes
+        with random weights, for speed and memory figures (benchmarks/vs_wan.py); real weights load with
+        `from_pretrained`. The weights are made on `device` directly."""
         from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanTransformer3DModel
         from transformers import AutoConfig, AutoModelForImageTextToText, Qwen2VLImageProcessorPil
 
         from owl.tokenizer import build_tiny_tokenizer
 
         preset = get_preset(name) if isinstance(name, str) else name
-        if preset.tokenizer != "tiny":
-            raise OwlError("only presets with the built-in tokenizer build from scratch; load real models with "
-                           "from_pretrained")
         tokenizer = build_tiny_tokenizer()
         ids = {k: tokenizer.convert_tokens_to_ids(t) for k, t in (
             ("eos_token_id", "<|im_end|>"), ("pad_token_id", "<|endoftext|>"),
@@ -114,17 +117,18 @@ class OwlPipeline:
             ("image_token_id", "<|image_pad|>"), ("video_token_id", "<|image_pad|>"))}
         text_config = {**preset.vlm["text_config"], "bos_token_id": None, "eos_token_id": ids["eos_token_id"],
                        "pad_token_id": ids["pad_token_id"]}
-        vlm_config = AutoConfig.for_model(**{**preset.vlm, "text_config": text_config}, **ids, bos_token_id=None)
+        vlm_config = AutoConfig.for_model(**{**preset.vlm, "text_config": text_config, **ids, "bos_token_id": None})
         vision = vlm_config.vision_config
         image_processor = Qwen2VLImageProcessorPil(
             patch_size=vision.patch_size, merge_size=vision.spatial_merge_size, temporal_patch_size=vision.temporal_patch_size)
         torch.manual_seed(seed)
-        vlm = AutoModelForImageTextToText.from_config(vlm_config)
-        world_model = WorldModel(vlm, tokenizer, image_processor, preset.world_model)
-        transformer = WanTransformer3DModel(**preset.transformer)
-        vae = AutoencoderKLWan(**preset.vae)
-        scheduler = FlowMatchEulerDiscreteScheduler(shift=preset.renderer.flow_shift)
-        renderer = Renderer(transformer, vae, scheduler, preset.renderer)
+        with torch.device(device):
+            vlm = AutoModelForImageTextToText.from_config(vlm_config)
+            world_model = WorldModel(vlm, tokenizer, image_processor, preset.world_model)
+            transformer = WanTransformer3DModel(**preset.transformer)
+            vae = AutoencoderKLWan(**preset.vae)
+            scheduler = FlowMatchEulerDiscreteScheduler(shift=preset.renderer.flow_shift)
+            renderer = Renderer(transformer, vae, scheduler, preset.renderer)
         if torch_dtype is not None:
             vlm.to(torch_dtype)
             transformer.to(torch_dtype)
@@ -205,6 +209,29 @@ class OwlPipeline:
     def enable_vae_slicing(self) -> None:
         """Decode a batch of clips one sample at a time (diffusers' Wan VAE slicing)."""
         self.renderer.vae.enable_slicing()
+
+    def enable_model_cpu_offload(self, device: str | torch.device = "cuda") -> None:
+        """Keep the weights in CPU memory and move one big component at a time to `device` as the loop reaches
+        it: the LMM, the VDM transformer, the VAE (as diffusers' `enable_model_cpu_offload`, for a loop that
+        cycles through them every clip). Peak accelerator memory is then about the largest component plus the
+        LMM's KV cache, at the price of a host-to-device copy per component per clip. The small parts (state
+        queries, projector, latent statistics) stay on `device`, and inputs are made there."""
+        device = torch.device(device)
+        self.to("cpu")
+        self.world_model.state_queries.data = self.world_model.state_queries.data.to(device)
+        self.renderer.projector.to(device)
+        for name in ("latents_mean", "latents_std"):
+            setattr(self.renderer, name, getattr(self.renderer, name).to(device))
+        vlm = self.world_model.vlm
+        self._offload = _ModelOffload({"lmm": vlm, "transformer": self.renderer.transformer,
+                                       "vae": self.renderer.vae}, device)
+        # the LMM is called through its parts (see owl/world_model.py); each part brings the whole LMM in
+        for part in (self.world_model.visual, self.world_model.language_model, vlm.get_input_embeddings(),
+                     vlm.get_output_embeddings()):
+            part.register_forward_pre_hook(self._offload.hook("lmm"))
+        self.renderer.transformer.register_forward_pre_hook(self._offload.hook("transformer"))
+        # diffusers runs `_hf_hook.pre_forward` before the VAE's encode and decode (apply_forward_hook)
+        self.renderer.vae._hf_hook = SimpleNamespace(pre_forward=lambda module: self._offload.onload("vae"))
 
     def compile(self, **kwargs) -> None:
         """torch.compile the two heavy forward passes: the VDM transformer and the LMM's language model.
@@ -474,6 +501,27 @@ class OwlPipeline:
         plan = list(prefix) + new
         check_dynamics(plan, num_clips, settings, self.renderer)
         return plan
+
+class _ModelOffload:
+    """Which of a set of modules is on the accelerator: `onload(name)` moves the one there before it runs and
+    sends the previous one back to the CPU. `moves` counts the swaps."""
+
+    def __init__(self, modules: dict[str, nn.Module], device: torch.device):
+        self.modules, self.device, self.current, self.moves = modules, device, None, 0
+
+    def onload(self, name: str) -> None:
+        if name == self.current:
+            return
+        if self.current is not None:
+            self.modules[self.current].to("cpu")
+        self.modules[name].to(self.device)
+        self.current, self.moves = name, self.moves + 1
+
+    def hook(self, name: str) -> Callable:
+        def pre_forward(module, args) -> None:  # returns nothing: the inputs pass unchanged
+            self.onload(name)
+        return pre_forward
+
 
 @contextlib.contextmanager
 def _quiet_transformers():

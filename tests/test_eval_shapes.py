@@ -104,6 +104,7 @@ def test_bad_folders_and_flags_raise_one_line_errors(shapes_set, tmp_path):
         (["--model", str(tmp_path / "no-model"), "--scenarios", scenarios], "model folder not found"),
         (["--scenarios", scenarios], "give --model DIR"),
         (["--ground-truth", "--model", str(tmp_path), "--scenarios", scenarios], "drop --model"),
+        (["--ground-truth", "--guidance", "2", "--scenarios", scenarios], "drop --guidance"),
         (["--ground-truth", "--scenarios", scenarios, "--out", str(tmp_path)], "got a folder"),
         (["--ground-truth", "--scenarios", scenarios, "--out", str(tmp_path / "no" / "r.json")], "does not exist"),
     ]
@@ -132,7 +133,7 @@ def test_tiny_model_smoke(tiny_dir, tmp_path, capsys):
     generate_shapes(root, videos=1, seconds=4, seed=1)
     out = tmp_path / "tiny.json"
     assert _run(["eval", "shapes", "--model", str(tiny_dir), "--scenarios", str(root / "scenarios"),
-                 "--steps", "1", "--memory", "last", "--device", "cpu", "--out", str(out)]) == 0
+                 "--steps", "1", "--guidance", "1.5", "--memory", "last", "--device", "cpu", "--out", str(out)]) == 0
     report = json.loads(out.read_text())
     (result,) = report["scenarios"]
     assert result["frames"] == 32  # 4 s at 8 fps, the scenario's grid
@@ -142,4 +143,5 @@ def test_tiny_model_smoke(tiny_dir, tmp_path, capsys):
     assert result["following"]["total"] == 1 and result["reentry"]["total"] == 0
     assert 0.0 <= result["quality"]["palette_fraction"] <= 1.0
     assert report["settings"]["memory"] == "last" and report["settings"]["steps"] == 1
+    assert report["settings"]["guidance_scale"] == 1.5
     assert "all (1)" in capsys.readouterr().out

@@ -144,6 +144,28 @@ def test_bfloat16_and_vae_tiling_settings(tiny_pipe, tmp_path, capsys):
     assert out.is_file()
 
 
+def test_model_cpu_offload_swaps_components_and_keeps_the_video(tiny_pipe, capsys):
+    """Model CPU offload (for GPUs) run with the CPU as the accelerator: every clip brings the LMM, the
+    transformer and the VAE in turn, each part of the LMM it is called through brings the LMM, and the video is
+    the same as without offload."""
+    from owl.cli import main
+
+    plain = tiny_pipe("a red ball rolls left", seconds=4, progress=False, do_sample=False)
+    pipe = OwlPipeline.from_preset("tiny", seed=0)
+    pipe.enable_model_cpu_offload("cpu")
+    seen = []
+    onload = pipe._offload.onload
+    pipe._offload.onload = lambda name: (seen.append(name), onload(name))
+    out = pipe("a red ball rolls left", seconds=4, progress=False, do_sample=False)  # 2 clips, dynamics predicted
+    assert np.array_equal(out.frames, plain.frames) and out.storyboard.clips[1].predicted
+    swaps = [name for i, name in enumerate(seen) if i == 0 or seen[i - 1] != name]
+    assert swaps[:4] == ["lmm", "transformer", "vae", "lmm"] and swaps.count("transformer") == 2
+    assert pipe._offload.moves == len(swaps)
+    assert main(["generate", "--preset", "tiny", "--prompt", "a ball", "--device", "cpu", "--cpu-offload",
+                 "--out", "unused.mp4"]) == 2
+    assert "--cpu-offload" in capsys.readouterr().err
+
+
 def test_contact_sheet_shows_one_captioned_frame_per_clip(tiny_pipe, tmp_path):
     from PIL import Image
 

@@ -112,3 +112,18 @@ def test_real_size_shapes_on_meta():
     assert cache.layers[0].keys.shape == (1, 2, 128, 128)  # (B, kv heads, tokens, head dim)
     assert flow.shape == latents.shape == (1, 16, 21, 60, 104)
     assert 1 + 4 * (n - 1) == 81  # Wan2.1's native 81-frame clip
+
+
+def test_real_size_preset_builds_through_from_preset():
+    """benchmarks/vs_wan.py builds the real sizes with random weights: on the meta device here (no memory), with
+    the built-in tokenizer's special-token ids in the LMM's config."""
+    from owl import OwlPipeline
+
+    pipe = OwlPipeline.from_preset("qwen2.5-vl-3b+wan2.1-1.3b", device="meta")
+    wm, r = pipe.world_model, pipe.renderer
+    lmm = sum(p.numel() for p in wm.vlm.parameters())
+    vdm = sum(p.numel() for p in r.transformer.parameters())
+    assert 3.5e9 < lmm < 4.0e9 and 1.3e9 < vdm < 1.5e9  # Qwen2.5-VL-3B: 3.75B; Wan2.1-T2V-1.3B: 1.42B
+    assert wm.state_queries.shape == (128, 2048) and r.vae.config.z_dim == 16 and (r.config.height, r.config.width) == (480, 832)
+    for key, token in (("image_token_id", "<|image_pad|>"), ("vision_start_token_id", "<|vision_start|>")):
+        assert getattr(wm.vlm.config, key) == wm.tokenizer.convert_tokens_to_ids(token)

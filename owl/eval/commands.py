@@ -35,7 +35,7 @@ def _shapes(args: argparse.Namespace) -> int:
 
     if args.ground_truth:
         given = [flag for flag, value in (("--model", args.model), ("--memory", args.memory), ("--steps", args.steps),
-                                          ("--seed", args.seed), ("--max-observations", args.max_observations))
+                                          ("--guidance", args.guidance), ("--seed", args.seed), ("--max-observations", args.max_observations))
                  if value is not None]
         if given:
             raise OwlError(f"--ground-truth measures the scenarios' own videos; drop {' '.join(given)}")
@@ -48,7 +48,7 @@ def _shapes(args: argparse.Namespace) -> int:
         raise OwlError(f"the folder of --out does not exist: {str(out.parent)!r}")
     report = evaluate_shapes(args.scenarios, args.model, ground_truth=args.ground_truth,
                              memory=args.memory or "full", seed=args.seed or 0, limit=args.limit, steps=args.steps,
-                             device=_device(args.device), log=lambda line: print(line, file=sys.stderr, flush=True),
+                             guidance_scale=args.guidance, device=_device(args.device), log=lambda line: print(line, file=sys.stderr, flush=True),
                              max_observations=args.max_observations)
     print(format_table(report))
     if out is not None:
@@ -88,6 +88,8 @@ def add_eval_commands(subparsers) -> argparse.ArgumentParser:
     shapes.add_argument("--seed", type=int, help="generation seed, the same for every scenario (default 0)")
     shapes.add_argument("--limit", type=_positive_int, help="evaluate only the first N scenarios (in name order)")
     shapes.add_argument("--steps", type=_positive_int, help="denoising steps per clip (default: the model's)")
+    shapes.add_argument("--guidance", type=float, metavar="X",
+                        help="classifier-free guidance scale, >= 1 (default: the model's)")
     shapes.add_argument("--max-observations", type=_positive_int, metavar="K",
                         help="bound the world model's history to the key frames of the last K clips (default: all)")
     shapes.add_argument("--device", default="auto", help="cpu, cuda, cuda:N; auto: the GPU if any, else cpu")

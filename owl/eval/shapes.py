@@ -140,7 +140,7 @@ def scenario_dynamics(scenario: Scenario, clip_starts: list[float]) -> list[str]
 
 
 def generate(pipe, scenario: Scenario, memory: str = "full", seed: int = 0, steps: int | None = None,
-             max_observations: int | None = None):
+             max_observations: int | None = None, guidance_scale: float | None = None):
     """Film one scenario with an OwlPipeline: ((T, H, W, 3) uint8 frames, the storyboard)."""
     from owl.rollout import plan_clips
 
@@ -150,7 +150,8 @@ def generate(pipe, scenario: Scenario, memory: str = "full", seed: int = 0, step
     starts = [(first + i * rest) / scenario.fps for i in range(num_clips - 1)]
     out = pipe(scenario.prompt, image=scenario.first_frame, seconds=scenario.seconds, fps=scenario.fps,
                height=scenario.size[0], width=scenario.size[1], dynamics=scenario_dynamics(scenario, starts),
-               seed=seed, num_inference_steps=steps, memory=memory, progress=False, max_observations=max_observations)
+               seed=seed, num_inference_steps=steps, guidance_scale=guidance_scale, memory=memory, progress=False,
+               max_observations=max_observations)
     return out.frames, out.storyboard
 
 
@@ -209,7 +210,7 @@ def aggregate(results: list[dict]) -> dict:
 def evaluate_shapes(scenarios: str | Path, model: str | Path | None = None, *, ground_truth: bool = False,
                     memory: str = "full", seed: int = 0, limit: int | None = None, steps: int | None = None,
                     device: str = "cpu", pipe=None, log: Callable[[str], None] | None = None,
-                    max_observations: int | None = None) -> dict:
+                    max_observations: int | None = None, guidance_scale: float | None = None) -> dict:
     """Evaluate a model (a saved folder, or a loaded `pipe`) on a scenario folder, or with `ground_truth` the
     scenarios' own videos. Returns {"settings", "scenarios": [per scenario], "aggregate"}."""
     if ground_truth and (model is not None or pipe is not None):
@@ -236,7 +237,7 @@ def evaluate_shapes(scenarios: str | Path, model: str | Path | None = None, *, g
             frames = read_real(scenario)
         else:
             frames, storyboard = generate(pipe, scenario, memory=memory, seed=seed, steps=steps,
-                                          max_observations=max_observations)
+                                          max_observations=max_observations, guidance_scale=guidance_scale)
         made = time.perf_counter() - began
         result = {"video_id": scenario.video_id, "scenario": str(scenario.path), **evaluate_video(frames, truth),
                   "seconds_to_make": round(made, 3)}
@@ -250,7 +251,7 @@ def evaluate_shapes(scenarios: str | Path, model: str | Path | None = None, *, g
     settings = {"scenarios": str(scenarios), "ground_truth": ground_truth,
                 "model": None if ground_truth else str(model) if model is not None else "(in memory)",
                 "memory": None if ground_truth else memory, "seed": seed, "steps": steps, "limit": limit,
-                "max_observations": max_observations}
+                "max_observations": max_observations, "guidance_scale": guidance_scale}
     return {"settings": settings, "scenarios": results, "aggregate": aggregate(results)}
 
 
