@@ -105,6 +105,9 @@ def test_bad_folders_and_flags_raise_one_line_errors(shapes_set, tmp_path):
         (["--scenarios", scenarios], "give --model DIR"),
         (["--ground-truth", "--model", str(tmp_path), "--scenarios", scenarios], "drop --model"),
         (["--ground-truth", "--guidance", "2", "--scenarios", scenarios], "drop --guidance"),
+        (["--reconstruct", "--model", str(tmp_path), "--steps", "3", "--scenarios", scenarios], "drop --steps"),
+        (["--reconstruct", "--ground-truth", "--scenarios", scenarios], "drop --ground-truth"),
+        (["--reconstruct", "--scenarios", scenarios], "give --model DIR"),
         (["--ground-truth", "--scenarios", scenarios, "--out", str(tmp_path)], "got a folder"),
         (["--ground-truth", "--scenarios", scenarios, "--out", str(tmp_path / "no" / "r.json")], "does not exist"),
     ]
@@ -118,6 +121,19 @@ def test_bad_folders_and_flags_raise_one_line_errors(shapes_set, tmp_path):
         _parser().parse_args(["eval", "shapes", "--scenarios", scenarios, "--limit", "0"])
     with pytest.raises(SystemExit):
         _parser().parse_args(["eval", "shapes", "--scenarios", scenarios, "--memory", "half"])
+
+
+def test_reconstruct_measures_the_real_videos_through_the_vae(shapes_set, tiny_dir, tmp_path):
+    """--reconstruct: the ceiling a model's VAE sets. An untrained VAE loses the shapes; the real videos keep them."""
+    out = tmp_path / "vae.json"
+    assert _run(["eval", "shapes", "--reconstruct", "--model", str(tiny_dir), "--scenarios",
+                 str(shapes_set / "scenarios"), "--limit", "1", "--device", "cpu", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["settings"]["reconstruct"] and report["scenarios"][0]["frames"] == 192  # 24 s at 8 fps, whole
+    truth = evaluate_shapes(shapes_set / "scenarios", ground_truth=True, limit=1)["aggregate"]
+    assert truth["following"]["accuracy"] == 1.0
+    assert report["aggregate"]["following"]["accuracy"] < 0.5
+    assert report["aggregate"]["quality"]["palette_fraction"] < truth["quality"]["palette_fraction"]
 
 
 def test_list_scenarios_reads_every_json(shapes_set):

@@ -124,6 +124,7 @@ def test_real_size_preset_builds_through_from_preset():
     lmm = sum(p.numel() for p in wm.vlm.parameters())
     vdm = sum(p.numel() for p in r.transformer.parameters())
     assert 3.5e9 < lmm < 4.0e9 and 1.3e9 < vdm < 1.5e9  # Qwen2.5-VL-3B: 3.75B; Wan2.1-T2V-1.3B: 1.42B
-    assert wm.state_queries.shape == (128, 2048) and r.vae.config.z_dim == 16 and (r.config.height, r.config.width) == (480, 832)
+    assert wm.state_queries.shape == (128, 2048) and r.vae.config.z_dim == 16
+    assert (r.config.height, r.config.width) == (480, 832)
     for key, token in (("image_token_id", "<|image_pad|>"), ("vision_start_token_id", "<|vision_start|>")):
         assert getattr(wm.vlm.config, key) == wm.tokenizer.convert_tokens_to_ids(token)

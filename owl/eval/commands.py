@@ -3,6 +3,7 @@
     owl eval shapes --model DIR --scenarios DIR [--memory full|last] [--out FILE.json] [--seed N] [--limit N]
                     [--steps N] [--max-observations K] [--device auto]
     owl eval shapes --ground-truth --scenarios DIR [--out FILE.json] [--limit N]     the real videos: a baseline
+    owl eval shapes --reconstruct --model DIR --scenarios DIR [...]       the real videos through the model's VAE
 
 `add_eval_commands(subparsers)` adds the `eval` command to the main parser (owl/cli.py); each leaf sets
 `func(args) -> int`, the exit code. Errors are raised as OwlError for the main CLI to print as one line.
@@ -33,13 +34,18 @@ def _shapes(args: argparse.Namespace) -> int:
     from owl.eval.shapes import evaluate_shapes, format_table
     from owl.video_io import write_bytes_atomic
 
-    if args.ground_truth:
-        given = [flag for flag, value in (("--model", args.model), ("--memory", args.memory), ("--steps", args.steps),
-                                          ("--guidance", args.guidance), ("--seed", args.seed), ("--max-observations", args.max_observations))
-                 if value is not None]
-        if given:
-            raise OwlError(f"--ground-truth measures the scenarios' own videos; drop {' '.join(given)}")
-    elif args.model is None:
+    filming = [flag for flag, value in (("--memory", args.memory), ("--steps", args.steps),
+                                        ("--guidance", args.guidance), ("--seed", args.seed),
+                                        ("--max-observations", args.max_observations)) if value is not None]
+    if args.ground_truth and args.reconstruct:
+        raise OwlError("--reconstruct measures the real videos through a model's VAE; drop --ground-truth")
+    if args.ground_truth and (args.model or filming):
+        dropped = (["--model"] if args.model else []) + filming
+        raise OwlError(f"--ground-truth measures the scenarios' own videos; drop {' '.join(dropped)}")
+    if args.reconstruct and filming:
+        raise OwlError(f"--reconstruct films nothing (it measures the real videos through the model's VAE); "
+                       f"drop {' '.join(filming)}")
+    if not args.ground_truth and args.model is None:
         raise OwlError("give --model DIR (a saved Owl pipeline), or --ground-truth to measure the real videos")
     out = Path(args.out) if args.out else None
     if out is not None and out.is_dir():
@@ -47,9 +53,10 @@ def _shapes(args: argparse.Namespace) -> int:
     if out is not None and not out.parent.is_dir():
         raise OwlError(f"the folder of --out does not exist: {str(out.parent)!r}")
     report = evaluate_shapes(args.scenarios, args.model, ground_truth=args.ground_truth,
-                             memory=args.memory or "full", seed=args.seed or 0, limit=args.limit, steps=args.steps,
-                             guidance_scale=args.guidance, device=_device(args.device), log=lambda line: print(line, file=sys.stderr, flush=True),
-                             max_observations=args.max_observations)
+                             reconstruct_only=args.reconstruct, memory=args.memory or "full", seed=args.seed or 0,
+                             limit=args.limit, steps=args.steps, guidance_scale=args.guidance,
+                             device=_device(args.device), max_observations=args.max_observations,
+                             log=lambda line: print(line, file=sys.stderr, flush=True))
     print(format_table(report))
     if out is not None:
         write_bytes_atomic(out, (json.dumps(report, indent=1) + "\n").encode())
@@ -82,6 +89,9 @@ def add_eval_commands(subparsers) -> argparse.ArgumentParser:
     shapes.add_argument("--model", help="a saved Owl pipeline folder")
     shapes.add_argument("--ground-truth", action="store_true",
                         help="measure the scenarios' real videos instead of generating (a sanity baseline)")
+    shapes.add_argument("--reconstruct", action="store_true",
+                        help="measure the real videos encoded and decoded by the model's VAE: the ceiling of any "
+                             "model built on it")
     shapes.add_argument("--memory", choices=("full", "last"),
                         help="full (default): the world state; last: the last-clip + caption baseline")
     shapes.add_argument("--out", help="write the report (per scenario and aggregate) to this JSON file")

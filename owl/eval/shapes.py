@@ -16,6 +16,7 @@ video's first frame). For each one the runner
     report = evaluate_shapes("data/shapes/scenarios", model="checkpoints/owl-shapes", memory="full")
     print(format_table(report)); report["aggregate"]["reentry"]["accuracy"]
     evaluate_shapes("data/shapes/scenarios", ground_truth=True)      # the real videos: ~100% / 100%
+    evaluate_shapes("data/shapes/scenarios", model="checkpoints/owl-shapes", reconstruct_only=True)  # VAE ceiling
 """
 
 from __future__ import annotations
@@ -155,6 +156,22 @@ def generate(pipe, scenario: Scenario, memory: str = "full", seed: int = 0, step
     return out.frames, out.storyboard
 
 
+def reconstruct(pipe, scenario: Scenario) -> np.ndarray:
+    """The scenario's real video through the model's VAE, encoded and decoded whole: what the model would show
+    with a perfect denoiser, so its scores are the ceiling of any model built on that VAE."""
+    import torch
+
+    from owl.renderer import from_uint8_thwc, to_uint8_thwc
+
+    frames = read_real(scenario)
+    renderer = pipe.renderer
+    pad = (1 - len(frames)) % renderer.temporal_scale  # the causal VAE takes 1 + 4k frames
+    padded = np.concatenate([frames, np.repeat(frames[-1:], pad, axis=0)])
+    with torch.no_grad():
+        x = from_uint8_thwc(padded)[None].to(renderer.projector.null_state.device)
+        return to_uint8_thwc(renderer.decode(renderer.encode(x))[0])[: len(frames)]
+
+
 def read_real(scenario: Scenario) -> np.ndarray:
     """The scenario's own video, at its fps and size."""
     from owl.video_io import read_video
@@ -208,11 +225,15 @@ def aggregate(results: list[dict]) -> dict:
 
 
 def evaluate_shapes(scenarios: str | Path, model: str | Path | None = None, *, ground_truth: bool = False,
+                    reconstruct_only: bool = False,
                     memory: str = "full", seed: int = 0, limit: int | None = None, steps: int | None = None,
                     device: str = "cpu", pipe=None, log: Callable[[str], None] | None = None,
                     max_observations: int | None = None, guidance_scale: float | None = None) -> dict:
     """Evaluate a model (a saved folder, or a loaded `pipe`) on a scenario folder, or with `ground_truth` the
-    scenarios' own videos. Returns {"settings", "scenarios": [per scenario], "aggregate"}."""
+    scenarios' own videos, or with `reconstruct_only` the real videos through the model's VAE (its ceiling).
+    Returns {"settings", "scenarios": [per scenario], "aggregate"}."""
+    if reconstruct_only and ground_truth:
+        raise OwlError("--reconstruct measures the real videos through a model's VAE; drop --ground-truth")
     if ground_truth and (model is not None or pipe is not None):
         raise OwlError("--ground-truth measures the scenarios' own videos; drop --model")
     if not ground_truth and model is None and pipe is None:
@@ -235,6 +256,8 @@ def evaluate_shapes(scenarios: str | Path, model: str | Path | None = None, *, g
         storyboard = None
         if ground_truth:
             frames = read_real(scenario)
+        elif reconstruct_only:
+            frames = reconstruct(pipe, scenario)
         else:
             frames, storyboard = generate(pipe, scenario, memory=memory, seed=seed, steps=steps,
                                           max_observations=max_observations, guidance_scale=guidance_scale)
@@ -248,7 +271,7 @@ def evaluate_shapes(scenarios: str | Path, model: str | Path | None = None, *, g
         if log is not None:
             log(f"[{n}/{len(items)}] {scenario.video_id}: re-entry {_ratio(result['reentry'])}, following "
                 f"{_ratio(result['following'])} ({made:.1f} s)")
-    settings = {"scenarios": str(scenarios), "ground_truth": ground_truth,
+    settings = {"scenarios": str(scenarios), "ground_truth": ground_truth, "reconstruct": reconstruct_only,
                 "model": None if ground_truth else str(model) if model is not None else "(in memory)",
                 "memory": None if ground_truth else memory, "seed": seed, "steps": steps, "limit": limit,
                 "max_observations": max_observations, "guidance_scale": guidance_scale}
