@@ -78,7 +78,7 @@ def load_pipeline(model: str | None, preset: str | None, device: str = "cpu", sa
                            "pass --model DIR or --preset tiny")
         pipe = OwlPipeline.from_pretrained(model or DEFAULT_MODEL, device="cpu" if offload else device,
                                            torch_dtype=dtype)
-    if getattr(args, "cpu_offload", False):
+    if offload:
         pipe.enable_model_cpu_offload(device)
     if getattr(args, "vae_tiling", False):
         pipe.enable_vae_tiling()

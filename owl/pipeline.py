@@ -502,6 +502,7 @@ class OwlPipeline:
         check_dynamics(plan, num_clips, settings, self.renderer)
         return plan
 
+
 class _ModelOffload:
     """Which of a set of modules is on the accelerator: `onload(name)` moves the one there before it runs and
     sends the previous one back to the CPU. `moves` counts the swaps."""
