@@ -65,19 +65,19 @@ def load_pipeline(model: str | None, preset: str | None, device: str = "cpu", sa
     if offload and torch.device(device).type == "cpu":
         raise OwlError("--cpu-offload keeps the weights on the CPU and runs them on a GPU: it needs --device cuda "
                        "(or auto on a machine with one)")
+    load_on = "cpu" if offload else device  # offload moves each component to `device` only while it runs
     seed = 0  # a preset's weights are drawn from this seed: a session made with one records it
     if not model and not preset and saved:
         if "preset" in saved:
             preset, seed = saved["preset"], saved.get("seed", 0)
         model = saved.get("path")
     if preset:
-        pipe = OwlPipeline.from_preset(preset, seed=seed, device="cpu" if offload else device, torch_dtype=dtype)
+        pipe = OwlPipeline.from_preset(preset, seed=seed, device=load_on, torch_dtype=dtype)
     else:
         if model is None and not DEFAULT_MODEL.is_dir():
             raise OwlError(f"no model given and the shipped model is not at {str(DEFAULT_MODEL)!r}; "
                            "pass --model DIR or --preset tiny")
-        pipe = OwlPipeline.from_pretrained(model or DEFAULT_MODEL, device="cpu" if offload else device,
-                                           torch_dtype=dtype)
+        pipe = OwlPipeline.from_pretrained(model or DEFAULT_MODEL, device=load_on, torch_dtype=dtype)
     if offload:
         pipe.enable_model_cpu_offload(device)
     if getattr(args, "vae_tiling", False):
@@ -176,8 +176,11 @@ def _batch(args) -> int:
     options = dict(fps=args.fps, height=args.height, width=args.width, num_inference_steps=args.steps,
                    guidance_scale=args.guidance, memory=args.memory or "full",
                    max_observations=args.max_observations, max_steps=args.max_steps)
-    summary = run_batch(items, out_dir, lambda: load_pipeline(args.model, args.preset, pick_device(args.device), args=args),
-                        options, rank=rank, world=world, sessions=not args.no_session,
+
+    def load():  # each rank loads its own pipeline when it has work
+        return load_pipeline(args.model, args.preset, pick_device(args.device), args=args)
+
+    summary = run_batch(items, out_dir, load, options, rank=rank, world=world, sessions=not args.no_session,
                         retry_failed=args.retry_failed, progress=not args.quiet)
     print(f"batch rank {rank}/{world}: {summary.done} done, {summary.failed} failed, {summary.skipped} skipped; "
           f"manifest {summary.manifest}")
