@@ -43,6 +43,7 @@ def main() -> None:
     from diffusers import WanPipeline
 
     from owl import OwlPipeline
+    from owl.errors import OwlError
     from owl.rollout import plan_clips
 
     if args.threads:
@@ -51,10 +52,13 @@ def main() -> None:
     cuda = torch.device(device).type == "cuda"
     dtype = None if args.dtype == "float32" or not cuda else getattr(torch, args.dtype)  # CPU: float32
     began = time.perf_counter()
-    if args.model:
-        pipe = OwlPipeline.from_pretrained(args.model, device=device, torch_dtype=dtype)
-    else:
-        pipe = OwlPipeline.from_preset(args.preset, device=device, torch_dtype=dtype)
+    try:
+        if args.model:
+            pipe = OwlPipeline.from_pretrained(args.model, device=device, torch_dtype=dtype)
+        else:
+            pipe = OwlPipeline.from_preset(args.preset, device=device, torch_dtype=dtype)
+    except OwlError as exc:  # a missing model folder, an unknown preset: one line, no traceback
+        parser.error(str(exc))
     built = time.perf_counter() - began
     r, cfg = pipe.renderer, pipe.renderer.config
     steps = args.steps or cfg.num_inference_steps
