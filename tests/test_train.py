@@ -36,7 +36,7 @@ def losses(out):
 
 
 FALLS = {
-    "vae": ["steps=40", "batch_size=1", "frames=5", "window_start_prob=0", "lr_vae=3e-3"],
+    "vae": ["steps=40", "batch_size=1", "frames=5", "window_start_prob=0", "lr_vae_encoder=3e-3", "lr_vae_decoder=3e-3"],
     "align": ["steps=40", "batch_size=4", "lr_queries=1e-2"],
     "generate": ["steps=50", "batch_size=4", "lr_transformer=3e-3", "cond_dropout=0", "context_dropout=0"],
     "world": ["steps=40", "batch_size=1", "clips_per_sample=2", "cond_dropout=0", "lr_lmm=3e-3", "lr_transformer=3e-3"],
@@ -65,6 +65,20 @@ def test_each_stage_loads_the_previous_one_and_the_pipeline_loads_the_last(tmp_p
     stats = json.loads((tmp_path / "vae" / "model" / "vae" / "config.json").read_text())
     assert stats["latents_std"] != [1.0] * 4
     torch.testing.assert_close(pipe.renderer.latents_std.flatten(), torch.tensor(stats["latents_std"]))
+
+
+def test_decoder_only_vae_fine_tuning_keeps_the_latent_space(tmp_path, shapes):
+    """lr_vae_encoder=0: the decoder trains; the encoder, its latent stats and everything else stay bit for bit."""
+    base = run("vae", tmp_path, shapes, "steps=3", "batch_size=1", "frames=5", name="base") / "model"
+    tuned = run("vae", tmp_path, shapes, f"model={base}", "steps=3", "batch_size=1", "frames=5",
+                "lr_vae_encoder=0", "lr_vae_decoder=3e-3", name="tuned") / "model"
+    before, after = OwlPipeline.from_pretrained(base), OwlPipeline.from_pretrained(tuned)
+    old, new = before.renderer.vae.state_dict(), after.renderer.vae.state_dict()
+    changed = {name for name in old if not torch.equal(old[name], new[name])}
+    assert changed and all(name.startswith(("decoder.", "post_quant_conv.")) for name in changed), sorted(changed)[:5]
+    assert before.renderer.vae.config.latents_std == after.renderer.vae.config.latents_std
+    for a, b in zip(before.renderer.transformer.parameters(), after.renderer.transformer.parameters()):
+        assert torch.equal(a, b)
 
 
 def test_resume_matches_an_uninterrupted_run(tmp_path, shapes, monkeypatch):

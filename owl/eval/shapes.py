@@ -157,19 +157,24 @@ def generate(pipe, scenario: Scenario, memory: str = "full", seed: int = 0, step
 
 
 def reconstruct(pipe, scenario: Scenario) -> np.ndarray:
-    """The scenario's real video through the model's VAE, encoded and decoded whole: what the model would show
-    with a perfect denoiser, so its scores are the ceiling of any model built on that VAE."""
+    """The scenario's real video through the model's VAE, as the model would show it with a perfect denoiser, so
+    its scores are the ceiling of any model built on that VAE: encoded in one causal pass (as the training latents
+    are) and decoded clip by clip, each clip after its context latents (as the rollout decodes)."""
     import torch
 
     from owl.renderer import from_uint8_thwc, to_uint8_thwc
 
     frames = read_real(scenario)
     renderer = pipe.renderer
-    pad = (1 - len(frames)) % renderer.temporal_scale  # the causal VAE takes 1 + 4k frames
+    n, c, k = renderer.config.clip_latent_frames, renderer.config.context_latent_frames, renderer.temporal_scale
+    pad = (1 - len(frames)) % k  # the causal VAE takes 1 + 4k frames
     padded = np.concatenate([frames, np.repeat(frames[-1:], pad, axis=0)])
     with torch.no_grad():
-        x = from_uint8_thwc(padded)[None].to(renderer.projector.null_state.device)
-        return to_uint8_thwc(renderer.decode(renderer.encode(x))[0])[: len(frames)]
+        latents = renderer.encode(from_uint8_thwc(padded)[None].to(renderer.projector.null_state.device))
+        clips = [renderer.decode(latents[:, :, : n + 1])]  # the opening clip: no context
+        for start in range(n + 1, latents.shape[2], n):  # (1, C, c + n, h, w) windows, context first
+            clips.append(renderer.decode(latents[:, :, start - c : start + n])[:, :, 1 + k * (c - 1):])
+    return to_uint8_thwc(torch.cat(clips, dim=2)[0])[: len(frames)]
 
 
 def read_real(scenario: Scenario) -> np.ndarray:

@@ -52,7 +52,8 @@ class TrainConfig:
     lr_vision: float = 0.0
     lr_projector: float = 0.0
     lr_transformer: float = 0.0
-    lr_vae: float = 0.0
+    lr_vae_encoder: float = 0.0  # the VAE's encoder (and quant_conv): it defines the latent space
+    lr_vae_decoder: float = 0.0  # the VAE's decoder (and post_quant_conv): alone, a trained denoiser keeps working
     weight_decay: float = 0.0
     warmup_steps: int = 10
     min_lr_ratio: float = 0.1  # cosine decays to this fraction of each learning rate
@@ -72,7 +73,8 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class VAEConfig(TrainConfig):
-    lr_vae: float = 1e-3
+    lr_vae_encoder: float = 1e-3
+    lr_vae_decoder: float = 1e-3
     frames: int = 17  # frames per training window (1 + 4k)
     crop: int = 0  # train on square crops of this side (a multiple of 16); 0 = whole frames
     kl_weight: float = 1e-6
@@ -228,7 +230,8 @@ def param_groups(cfg: TrainConfig, pipe) -> list[dict]:
         "vision": (cfg.lr_vision, list(wm.visual.parameters())),
         "projector": (cfg.lr_projector, list(r.projector.parameters())),
         "transformer": (cfg.lr_transformer, list(r.transformer.parameters())),
-        "vae": (cfg.lr_vae, list(r.vae.parameters())),
+        "vae_encoder": (cfg.lr_vae_encoder, [*r.vae.encoder.parameters(), *r.vae.quant_conv.parameters()]),
+        "vae_decoder": (cfg.lr_vae_decoder, [*r.vae.post_quant_conv.parameters(), *r.vae.decoder.parameters()]),
     }
     for module in (wm, r):
         module.requires_grad_(False)

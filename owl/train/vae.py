@@ -11,6 +11,10 @@ a mid-sequence latent j > 0 and must produce frames 4j onwards: the rollout deco
 latent taken from the middle of the previous clip's sequence, and this teaches the decoder that case. At the
 end, the per-channel mean and std of the latents over the data are stored in the VAE's config
 (`latents_mean`, `latents_std`), which the renderer uses to normalize.
+
+`lr_vae_encoder: 0` fine-tunes the decoder alone (as Stability AI's sd-vae-ft-mse did for Stable Diffusion): the
+latent space and its stats stay as they were, so a whole trained model can take a sharper decoder without
+retraining its denoiser. `owl train vae --set model=checkpoints/owl-shapes --set lr_vae_encoder=0` does that.
 """
 
 from __future__ import annotations
@@ -58,7 +62,8 @@ class VAELoss(nn.Module):
 
     def forward(self, batch: dict, generator: torch.Generator):
         frames = batch["frames"].to(self.vae.device)  # (B, 3, F, H, W) in [-1, 1]
-        posterior = self.vae.encode(frames).latent_dist
+        with torch.set_grad_enabled(self.cfg.lr_vae_encoder > 0):
+            posterior = self.vae.encode(frames).latent_dist
         z = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=generator).to(frames)
         j = 0
         if torch.rand(1, generator=generator).item() < self.cfg.window_start_prob and z.shape[2] > 2:
@@ -69,7 +74,7 @@ class VAELoss(nn.Module):
         error = (recon - target).abs() + (recon - target) ** 2
         rec = (error * weight).sum() / (weight.sum() * error.shape[1])
         kl = posterior.kl().mean() / z[0].numel()
-        loss = rec + self.cfg.kl_weight * kl
+        loss = rec + self.cfg.kl_weight * kl if self.cfg.lr_vae_encoder > 0 else rec  # a frozen encoder: no KL
         return loss, {"recon": float(rec.detach()), "kl": float(kl.detach())}
 
 
@@ -106,4 +111,6 @@ def main(cfg: VAEConfig, resume: bool = False, quiet: bool = False) -> Path:
         store_latent_stats(vae, videos, cfg.frames)
         pipe.renderer.refresh_latent_stats()
 
-    return train(cfg, "vae", pipe, loss, dataset, collate, resume, quiet, before_save=finish)
+    # a frozen encoder keeps the latent space, and its stats: the model's denoiser was trained on them
+    return train(cfg, "vae", pipe, loss, dataset, collate, resume, quiet,
+                 before_save=finish if cfg.lr_vae_encoder > 0 else None)
