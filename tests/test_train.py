@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -79,6 +80,13 @@ def test_decoder_only_vae_fine_tuning_keeps_the_latent_space(tmp_path, shapes):
     assert before.renderer.vae.config.latents_std == after.renderer.vae.config.latents_std
     for a, b in zip(before.renderer.transformer.parameters(), after.renderer.transformer.parameters()):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).parents[1] / "configs").glob("[!a]*/*.yaml")), ids=str)
+def test_every_recipe_config_is_valid(path):
+    """The recipes' stage configs (vae_long.yaml is the vae stage again) load: no stale or misspelt key."""
+    cfg = load_config(path.stem.split("_")[0], str(path), [])
+    assert cfg.steps > 0 and cfg.output_dir
 
 
 def test_resume_matches_an_uninterrupted_run(tmp_path, shapes, monkeypatch):
