@@ -187,13 +187,13 @@ _SHAPES = ModelPreset(
         "tie_word_embeddings": True,
     },
     transformer={
-        "patch_size": [1, 2, 2], "num_attention_heads": 4, "attention_head_dim": 32, "in_channels": 16,
-        "out_channels": 16, "text_dim": 128, "freq_dim": 64, "ffn_dim": 384, "num_layers": 4,
+        "patch_size": [1, 2, 2], "num_attention_heads": 4, "attention_head_dim": 32, "in_channels": 8,
+        "out_channels": 8, "text_dim": 128, "freq_dim": 64, "ffn_dim": 384, "num_layers": 4,
         "cross_attn_norm": True, "qk_norm": "rms_norm_across_heads", "eps": 1e-6, "rope_max_seq_len": 64,
     },
     vae={
-        "base_dim": 8, "z_dim": 16, "dim_mult": [1, 2, 4, 4], "num_res_blocks": 1, "attn_scales": [],
-        "temperal_downsample": [False, True, True], "latents_mean": [0.0] * 16, "latents_std": [1.0] * 16,
+        "base_dim": 8, "z_dim": 8, "dim_mult": [1, 2, 4, 4], "num_res_blocks": 1, "attn_scales": [],
+        "temperal_downsample": [False, True, True], "latents_mean": [0.0] * 8, "latents_std": [1.0] * 8,
     },
     world_model=WorldModelConfig(num_queries=16, key_frames=2, key_frame_size=64, max_dynamics_tokens=16),
     renderer=RendererConfig(
