@@ -89,6 +89,12 @@ def test_every_recipe_config_is_valid(path):
     assert cfg.steps > 0 and cfg.output_dir
 
 
+def test_settings_that_train_nothing_are_refused_before_anything_is_written(tmp_path, shapes):
+    with pytest.raises(OwlError, match="every learning rate is 0"):
+        run("vae", tmp_path, shapes, "steps=2", "frames=5", "lr_vae_encoder=0", "lr_vae_decoder=0")
+    assert not (tmp_path / "vae").exists()
+
+
 def test_resume_matches_an_uninterrupted_run(tmp_path, shapes, monkeypatch):
     settings = ["steps=8", "batch_size=2", "save_every=3", "ema_decay=0.9"]
     full = run("generate", tmp_path, shapes, *settings, name="full")

@@ -376,11 +376,11 @@ def train(cfg: TrainConfig, stage: str, pipe, loss_module: nn.Module, dataset, c
         cpu=not torch.cuda.is_available(), mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum,
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
     set_seed(cfg.seed)
+    groups = param_groups(cfg, pipe)  # first: settings that train nothing are refused before anything is written
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
         (output_dir / "config.json").write_text(json.dumps({"stage": stage, **dataclasses.asdict(cfg)}, indent=2) + "\n")
 
-    groups = param_groups(cfg, pipe)
     if cfg.gradient_checkpointing:
         pipe.world_model.vlm.gradient_checkpointing_enable()
         pipe.renderer.transformer.enable_gradient_checkpointing()
