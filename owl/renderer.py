@@ -96,6 +96,13 @@ class Renderer(nn.Module):
         latents = latents * self.latents_std + self.latents_mean
         return self.vae.decode(latents.to(self.vae.dtype)).sample.clamp(-1, 1)
 
+    def decode_clip(self, latents: torch.Tensor, num_context: int) -> torch.Tensor:
+        """A clip's latents (B, C, c + n, h, w), its c context latents first -> the frames of its new part only:
+        (B, 3, 4n, H, W), or (B, 3, 1 + 4(n - 1), H, W) without context. The context's frames are the previous
+        clip's, so stitched clips repeat no frame."""
+        frames = self.decode(latents)
+        return frames[:, :, 1 + self.temporal_scale * (num_context - 1):] if num_context else frames
+
     # --- the denoiser and guidance --------------------------------------------------------------------------
 
     def predict_flow(self, latents: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, num_context: int) -> torch.Tensor:
@@ -187,9 +194,7 @@ class Renderer(nn.Module):
 
         # 5. Decode the whole sequence (the causal VAE needs the context to continue smoothly), keep the new part.
         full = latents if context is None else torch.cat([context.to(latents), latents], dim=2)
-        frames = self.decode(full)
-        if c:
-            frames = frames[:, :, 1 + self.temporal_scale * (c - 1):]
+        frames = self.decode_clip(full, c)
         if timings is not None:
             timings["denoise"] = timings.get("denoise", 0.0) + denoised - started
             timings["decode"] = timings.get("decode", 0.0) + time.perf_counter() - denoised

@@ -82,10 +82,13 @@ def test_decoder_only_vae_fine_tuning_keeps_the_latent_space(tmp_path, shapes):
         assert torch.equal(a, b)
 
 
-@pytest.mark.parametrize("path", sorted((Path(__file__).parents[1] / "configs").glob("[!a]*/*.yaml")), ids=str)
+CONFIGS = Path(__file__).parents[1] / "configs"
+
+
+@pytest.mark.parametrize("path", sorted([*CONFIGS.glob("shapes/*.yaml"), *CONFIGS.glob("tiny/*.yaml")]), ids=str)
 def test_every_recipe_config_is_valid(path):
-    """The recipes' stage configs (vae_long.yaml is the vae stage again) load: no stale or misspelt key."""
-    cfg = load_config(path.stem.split("_")[0], str(path), [])
+    """The recipes' stage configs (one file per stage, named after it) load: no stale or misspelt key."""
+    cfg = load_config(path.stem, str(path), [])
     assert cfg.steps > 0 and cfg.output_dir
 
 

@@ -166,14 +166,14 @@ def reconstruct(pipe, scenario: Scenario) -> np.ndarray:
 
     frames = read_real(scenario)
     renderer = pipe.renderer
-    n, c, k = renderer.config.clip_latent_frames, renderer.config.context_latent_frames, renderer.temporal_scale
-    pad = (1 - len(frames)) % k  # the causal VAE takes 1 + 4k frames
+    n, c = renderer.config.clip_latent_frames, renderer.config.context_latent_frames
+    pad = (1 - len(frames)) % renderer.temporal_scale  # the causal VAE takes 1 + 4k frames
     padded = np.concatenate([frames, np.repeat(frames[-1:], pad, axis=0)])
     with torch.no_grad():
         latents = renderer.encode(from_uint8_thwc(padded)[None].to(renderer.projector.null_state.device))
-        clips = [renderer.decode(latents[:, :, : n + 1])]  # the opening clip: no context
+        clips = [renderer.decode_clip(latents[:, :, : n + 1], 0)]  # the opening clip: no context
         for start in range(n + 1, latents.shape[2], n):  # (1, C, c + n, h, w) windows, context first
-            clips.append(renderer.decode(latents[:, :, start - c : start + n])[:, :, 1 + k * (c - 1):])
+            clips.append(renderer.decode_clip(latents[:, :, start - c : start + n], c))
     return to_uint8_thwc(torch.cat(clips, dim=2)[0])[: len(frames)]
 
 

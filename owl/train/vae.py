@@ -59,10 +59,11 @@ class VAELoss(nn.Module):
     def __init__(self, vae, cfg: VAEConfig):
         super().__init__()
         self.vae, self.cfg = vae, cfg
+        self.train_encoder = cfg.lr_vae_encoder > 0  # frozen: no graph through it and no KL term
 
     def forward(self, batch: dict, generator: torch.Generator):
         frames = batch["frames"].to(self.vae.device)  # (B, 3, F, H, W) in [-1, 1]
-        with torch.set_grad_enabled(self.cfg.lr_vae_encoder > 0):
+        with torch.set_grad_enabled(self.train_encoder):
             posterior = self.vae.encode(frames).latent_dist
         z = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=generator).to(frames)
         j = 0
@@ -74,7 +75,7 @@ class VAELoss(nn.Module):
         error = (recon - target).abs() + (recon - target) ** 2
         rec = (error * weight).sum() / (weight.sum() * error.shape[1])
         kl = posterior.kl().mean() / z[0].numel()
-        loss = rec + self.cfg.kl_weight * kl if self.cfg.lr_vae_encoder > 0 else rec  # a frozen encoder: no KL
+        loss = rec + self.cfg.kl_weight * kl if self.train_encoder else rec
         return loss, {"recon": float(rec.detach()), "kl": float(kl.detach())}
 
 
@@ -113,4 +114,4 @@ def main(cfg: VAEConfig, resume: bool = False, quiet: bool = False) -> Path:
 
     # a frozen encoder keeps the latent space, and its stats: the model's denoiser was trained on them
     return train(cfg, "vae", pipe, loss, dataset, collate, resume, quiet,
-                 before_save=finish if cfg.lr_vae_encoder > 0 else None)
+                 before_save=finish if loss.train_encoder else None)
