@@ -87,8 +87,9 @@ CONFIGS = Path(__file__).parents[1] / "configs"
 
 @pytest.mark.parametrize("path", sorted([*CONFIGS.glob("shapes/*.yaml"), *CONFIGS.glob("tiny/*.yaml")]), ids=str)
 def test_every_recipe_config_is_valid(path):
-    """The recipes' stage configs (one file per stage, named after it) load: no stale or misspelt key."""
-    cfg = load_config(path.stem, str(path), [])
+    """The recipes' stage configs (one file per stage, named after it; vae_long.yaml is the vae stage again) load:
+    no stale or misspelt key."""
+    cfg = load_config(path.stem.removesuffix("_long"), str(path), [])
     assert cfg.steps > 0 and cfg.output_dir
 
 
@@ -222,3 +223,17 @@ def test_tensorboard_log_when_installed(tmp_path, shapes):
     out = run("align", tmp_path, shapes, "steps=3", "batch_size=2", "save_every=1000")
     assert list((out / "tensorboard").glob("events.out.tfevents.*"))
     assert len(losses(out)) == 3
+
+
+def test_condition_probe_is_repeatable_and_sees_the_condition(shapes, capsys):
+    from owl.train import probe
+
+    pipe = OwlPipeline.from_preset("tiny", seed=0)
+    first = probe.condition_losses(pipe, shapes, videos=2, clips=4, draws=2)
+    assert first == probe.condition_losses(pipe, shapes, videos=2, clips=4, draws=2)
+    assert set(first) == {(c, name) for c in (0, 1) for name in probe.CONDITIONS}
+    # the same noise under every condition: the losses differ only through the condition
+    assert first[0, "true"] != first[0, "null"] and first[1, "true"] != first[1, "null"]
+    assert probe.main(["--model", "checkpoints/does-not-exist", "--data", str(shapes)]) == 2
+    assert probe.main(["--model", "preset:tiny", "--data", str(shapes.parent / "missing.json")]) == 2
+    assert capsys.readouterr().err.count("owl: error:") == 2
