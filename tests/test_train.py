@@ -227,13 +227,41 @@ def test_tensorboard_log_when_installed(tmp_path, shapes):
 
 def test_condition_probe_is_repeatable_and_sees_the_condition(shapes, capsys):
     from owl.train import probe
+    from owl.train.data import prepare_videos
 
     pipe = OwlPipeline.from_preset("tiny", seed=0)
-    first = probe.condition_losses(pipe, shapes, videos=2, clips=4, draws=2)
-    assert first == probe.condition_losses(pipe, shapes, videos=2, clips=4, draws=2)
-    assert set(first) == {(c, name) for c in (0, 1) for name in probe.CONDITIONS}
-    # the same noise under every condition: the losses differ only through the condition
-    assert first[0, "true"] != first[0, "null"] and first[1, "true"] != first[1, "null"]
+    prepared = prepare_videos(shapes, pipe.renderer, latents=True)
+    first = probe.condition_losses(pipe, prepared, clips=4, draws=2, shapes=True)
+    assert first == probe.condition_losses(pipe, prepared, clips=4, draws=2, shapes=True)
+    assert set(first) == {(c, name, region) for c in (0, 1) for name in probe.CONDITIONS
+                          for region in ("all", "shapes", "background")}
+    for c in (0, 1):  # the same noise under every condition: the losses differ only through the condition
+        assert first[c, "true", "all"] != first[c, "null", "all"]
+        # the whole is the mask-weighted mix of its two regions, so it lies between them
+        low, high = sorted([first[c, "true", "shapes"], first[c, "true", "background"]])
+        assert low < first[c, "true", "all"] < high
     assert probe.main(["--model", "checkpoints/does-not-exist", "--data", str(shapes)]) == 2
     assert probe.main(["--model", "preset:tiny", "--data", str(shapes.parent / "missing.json")]) == 2
     assert capsys.readouterr().err.count("owl: error:") == 2
+
+
+def test_shape_mask_marks_the_latents_that_cover_a_shape():
+    import numpy as np
+
+    from owl.train import probe
+
+    from owl.data.shapes import BACKGROUND, PALETTE
+
+    pipe = OwlPipeline.from_preset("tiny", seed=0)  # 8x spatial, 4x temporal
+    frames = np.empty((17, 64, 64, 3), np.uint8)
+    frames[:] = BACKGROUND
+    frames[9, 40:44, 8:12] = PALETTE["red"]  # a square in frame 9 only: latent 3 (frames 9-12), pixel (5, 1)
+    mask = probe.shape_mask(pipe.renderer, frames, n=4, t=0)
+    assert mask.shape == (1, 5, 8, 8) and mask.sum() == 1 and mask[0, 3, 5, 1] == 1
+
+
+def test_caption_pairs_one_word_apart():
+    from owl.train.probe import one_word_apart
+
+    captions = ["the circle moves left.", "the circle moves right.", "a red square enters.", "the circle moves left."]
+    assert one_word_apart(captions) == [("the circle moves left.", "the circle moves right.")]

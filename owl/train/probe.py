@@ -1,21 +1,30 @@
-"""Does the denoiser use its condition? The generate stage's flow-matching loss on training clips, with each clip's
-own caption as the state, with another clip's caption (shuffled), and with the null state, under the same noise
-and timesteps. A denoiser that follows its condition has a clearly lower loss with the true caption; one that
-ignores it scores the three alike.
+"""Does the denoiser use its condition? Two measurements on a model's training data.
 
-    python -m owl.train.probe --model checkpoints/owl-shapes --data outputs/shapes/data/captions.json
+    python -m owl.train.probe --model checkpoints/owl-shapes --data outputs/shapes/data/captions.json [--shapes]
 
-Clips are drawn as the generate stage draws them (`owl.train.generate.Clips`), each with and without its clean
-context latent; everything is seeded, so a run is repeatable.
+1. The generate stage's flow-matching loss on training clips with each clip's own caption as the state, with
+   another clip's caption (shuffled) and with the null state, under the same noise and timesteps, each clip with
+   and without its clean context latent. A denoiser that follows its condition has a clearly lower loss with the
+   true caption; one that ignores it scores the three alike. `--shapes` (Shapes World data) also splits the loss
+   into the latents that hold a shape and the rest, found by palette segmentation of the clip's frames.
+2. How far apart the conditions of different captions are: the mean cosine similarity of the projected states of
+   caption pairs one word apart ("... moves left." / "... moves right.") and of random caption pairs. A state that
+   carries the words that tell such captions apart has a similarity well below 1 for the first.
+
+Clips are drawn as the generate stage draws them (`owl.train.generate.Clips`); everything is seeded, so a run is
+repeatable.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 
 from owl.data.collate import collate
 from owl.errors import OwlError
@@ -27,12 +36,27 @@ from owl.train.generate import Clips
 CONDITIONS = ("true", "shuffled", "null")
 
 
+def shape_mask(renderer, frames: np.ndarray, n: int, t: int) -> torch.Tensor:
+    """(1, n + 1, h, w): 1 where a latent of clip t's window covers a pixel that is not the background."""
+    from owl.eval.segment import label_pixels
+
+    fg = torch.from_numpy(label_pixels(frames) != 0).float()  # (N, H, W): shapes and off-palette pixels
+    ts, ss = renderer.temporal_scale, renderer.spatial_scale
+    latents = []
+    for j in range(n * t, n * (t + 1) + 1):  # latent 0 is frame 0; latent j >= 1 covers frames ts*(j-1)+1 .. ts*j
+        covered = fg[:1] if j == 0 else fg[ts * (j - 1) + 1 : ts * j + 1]
+        latents.append(F.max_pool2d(covered.amax(0)[None, None], ss)[0, 0])
+    return torch.stack(latents)[None]
+
+
 @torch.no_grad()
-def condition_losses(pipe, data: Path, videos: int = 16, clips: int = 64, draws: int = 4,
-                     seed: int = 0) -> dict[tuple[int, str], float]:
-    """Mean flow-matching loss per (context latents, condition) over `clips` clips and `draws` noise draws."""
-    prepared = prepare_videos(data, pipe.renderer, latents=True, max_videos=videos)
-    dataset = Clips(prepared, pipe.renderer.config.clip_latent_frames)
+def condition_losses(pipe, prepared: list, clips: int = 64, draws: int = 4, shapes: bool = False,
+                     seed: int = 0) -> dict[tuple[int, str, str], float]:
+    """Mean flow-matching loss per (context latents, condition, region) over `clips` clips of `prepared` videos
+    (`prepare_videos` with latents) and `draws` noise draws; region is "all", and with `shapes` also "shapes" and
+    "background"."""
+    n = pipe.renderer.config.clip_latent_frames
+    dataset = Clips(prepared, n)
     generator = torch.Generator().manual_seed(seed)
     picked = torch.randperm(len(dataset), generator=generator)[:clips].tolist()
     batch = collate([dataset[i] for i in picked])
@@ -43,15 +67,48 @@ def condition_losses(pipe, data: Path, videos: int = 16, clips: int = 64, draws:
              "shuffled": projector(read_states(pipe.world_model, shuffled)),
              "null": projector.null(len(captions))}
     latents = batch["latents"].to(conds["null"].device)
+    regions = {"all": None}
+    if shapes:
+        mask = torch.stack([shape_mask(pipe.renderer, prepared[dataset.items[i][0]].frames, n, dataset.items[i][1])
+                            for i in picked])
+        regions.update(shapes=mask, background=1 - mask)
     losses = {}
-    for num_context in (0, 1):
+    for num_context, name, (region, weight) in itertools.product((0, 1), CONDITIONS, regions.items()):
         context = torch.full((len(captions),), num_context)
-        for name in CONDITIONS:  # the same noise and timesteps for every condition
-            draws_loss = [pipe.renderer.flow_matching_loss(latents, conds[name], context,
-                                                           torch.Generator().manual_seed(seed + 1 + d)).item()
-                          for d in range(draws)]
-            losses[num_context, name] = sum(draws_loss) / draws
+        draws_loss = [pipe.renderer.flow_matching_loss(latents, conds[name], context,  # the same noise for all
+                                                       torch.Generator().manual_seed(seed + 1 + d), weight).item()
+                      for d in range(draws)]
+        losses[num_context, name, region] = sum(draws_loss) / draws
     return losses
+
+
+def one_word_apart(captions: list[str]) -> list[tuple[str, str]]:
+    """Pairs of distinct captions with the same number of words that differ in exactly one of them."""
+    words = {c: c.split() for c in sorted(set(captions))}
+    return [(a, b) for a, b in itertools.combinations(words, 2)
+            if len(words[a]) == len(words[b]) and sum(x != y for x, y in zip(words[a], words[b])) == 1]
+
+
+@torch.no_grad()
+def caption_similarity(pipe, captions: list[str], max_pairs: int = 256, seed: int = 0) -> dict[str, float]:
+    """Mean cosine similarity of projected states: caption pairs one word apart, and random caption pairs."""
+    generator = torch.Generator().manual_seed(seed)
+    distinct = sorted(set(captions))
+    close = one_word_apart(distinct)
+    pairs = {"one word apart": close,
+             "random": [tuple(distinct[i] for i in torch.randperm(len(distinct), generator=generator)[:2].tolist())
+                        for _ in range(max_pairs)] if len(distinct) > 1 else []}
+    result = {}
+    for name, chosen in pairs.items():
+        chosen = [chosen[i] for i in torch.randperm(len(chosen), generator=generator)[:max_pairs].tolist()]
+        if not chosen:
+            continue
+        left, right = zip(*chosen)
+        a = pipe.renderer.projector(read_states(pipe.world_model, list(left))).flatten(1)
+        b = pipe.renderer.projector(read_states(pipe.world_model, list(right))).flatten(1)
+        result[name] = F.cosine_similarity(a, b, dim=1).mean().item()
+        result[f"{name} pairs"] = len(chosen)
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,21 +118,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--videos", type=int, default=16)
     parser.add_argument("--clips", type=int, default=64)
     parser.add_argument("--draws", type=int, default=4, help="noise draws per clip")
+    parser.add_argument("--shapes", action="store_true", help="Shapes World data: split the loss by region")
     args = parser.parse_args(argv)
     try:
         if not Path(args.data).exists():
             raise OwlError(f"data not found: {args.data!r} (a captions file in ActivityNet or Vript format)")
         if min(args.videos, args.clips, args.draws) < 1:
             raise OwlError("--videos, --clips and --draws must be at least 1")
-        losses = condition_losses(load_pipeline(resolve_model(args.model), 0), Path(args.data), args.videos,
-                                  args.clips, args.draws)
+        pipe = load_pipeline(resolve_model(args.model), 0)
+        prepared = prepare_videos(Path(args.data), pipe.renderer, latents=True, max_videos=args.videos)
+        losses = condition_losses(pipe, prepared, args.clips, args.draws, args.shapes)
+        similarity = caption_similarity(pipe, [c for video in prepared for c in video.captions])
     except OwlError as exc:
         print(f"owl: error: {exc}", file=sys.stderr)
         return 2
-    print("context  " + "  ".join(f"{name:>8}" for name in CONDITIONS) + "  true / null")
-    for num_context in (0, 1):
-        row = [losses[num_context, name] for name in CONDITIONS]
-        print(f"{num_context:>7}  " + "  ".join(f"{v:8.4f}" for v in row) + f"  {row[0] / row[2]:11.3f}")
+    print("flow-matching loss by condition (same noise)")
+    print("context  region      " + "  ".join(f"{name:>8}" for name in CONDITIONS) + "  true / null")
+    for num_context, region in itertools.product((0, 1), ("all", "shapes", "background")):
+        if (num_context, "true", region) in losses:
+            row = [losses[num_context, name, region] for name in CONDITIONS]
+            print(f"{num_context:>7}  {region:10s}  " + "  ".join(f"{v:8.4f}" for v in row) + f"  {row[0] / row[2]:11.3f}")
+    print("cosine similarity of the projected states of two captions")
+    for name in ("one word apart", "random"):
+        if name in similarity:
+            print(f"  {name:16s} {similarity[name]:.3f} (mean of {similarity[f'{name} pairs']} pairs)")
     return 0
 
 
