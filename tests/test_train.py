@@ -231,8 +231,9 @@ def test_condition_probe_is_repeatable_and_sees_the_condition(shapes, capsys):
 
     pipe = OwlPipeline.from_preset("tiny", seed=0)
     prepared = prepare_videos(shapes, pipe.renderer, latents=True)
-    first = probe.condition_losses(pipe, prepared, clips=4, draws=2, shapes=True)
-    assert first == probe.condition_losses(pipe, prepared, clips=4, draws=2, shapes=True)
+    first, fraction = probe.condition_losses(pipe, prepared, clips=4, draws=2, shapes=True)
+    assert (first, fraction) == probe.condition_losses(pipe, prepared, clips=4, draws=2, shapes=True)
+    assert 0 < fraction < 1
     assert set(first) == {(c, name, region) for c in (0, 1) for name in probe.CONDITIONS
                           for region in ("all", "shapes", "background")}
     for c in (0, 1):  # the same noise under every condition: the losses differ only through the condition

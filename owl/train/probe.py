@@ -51,10 +51,10 @@ def shape_mask(renderer, frames: np.ndarray, n: int, t: int) -> torch.Tensor:
 
 @torch.no_grad()
 def condition_losses(pipe, prepared: list, clips: int = 64, draws: int = 4, shapes: bool = False,
-                     seed: int = 0) -> dict[tuple[int, str, str], float]:
+                     seed: int = 0) -> tuple[dict[tuple[int, str, str], float], float | None]:
     """Mean flow-matching loss per (context latents, condition, region) over `clips` clips of `prepared` videos
     (`prepare_videos` with latents) and `draws` noise draws; region is "all", and with `shapes` also "shapes" and
-    "background"."""
+    "background". Also the fraction of the latents that hold a shape (None without `shapes`)."""
     n = pipe.renderer.config.clip_latent_frames
     dataset = Clips(prepared, n)
     generator = torch.Generator().manual_seed(seed)
@@ -67,11 +67,12 @@ def condition_losses(pipe, prepared: list, clips: int = 64, draws: int = 4, shap
              "shuffled": projector(read_states(pipe.world_model, shuffled)),
              "null": projector.null(len(captions))}
     latents = batch["latents"].to(conds["null"].device)
-    regions = {"all": None}
+    regions, fraction = {"all": None}, None
     if shapes:
         mask = torch.stack([shape_mask(pipe.renderer, prepared[dataset.items[i][0]].frames, n, dataset.items[i][1])
                             for i in picked])
         regions.update(shapes=mask, background=1 - mask)
+        fraction = mask.mean().item()
     losses = {}
     for num_context, name, (region, weight) in itertools.product((0, 1), CONDITIONS, regions.items()):
         context = torch.full((len(captions),), num_context)
@@ -79,7 +80,7 @@ def condition_losses(pipe, prepared: list, clips: int = 64, draws: int = 4, shap
                                                        torch.Generator().manual_seed(seed + 1 + d), weight).item()
                       for d in range(draws)]
         losses[num_context, name, region] = sum(draws_loss) / draws
-    return losses
+    return losses, fraction
 
 
 def one_word_apart(captions: list[str]) -> list[tuple[str, str]]:
@@ -127,12 +128,13 @@ def main(argv: list[str] | None = None) -> int:
             raise OwlError("--videos, --clips and --draws must be at least 1")
         pipe = load_pipeline(resolve_model(args.model), 0)
         prepared = prepare_videos(Path(args.data), pipe.renderer, latents=True, max_videos=args.videos)
-        losses = condition_losses(pipe, prepared, args.clips, args.draws, args.shapes)
+        losses, fraction = condition_losses(pipe, prepared, args.clips, args.draws, args.shapes)
         similarity = caption_similarity(pipe, [c for video in prepared for c in video.captions])
     except OwlError as exc:
         print(f"owl: error: {exc}", file=sys.stderr)
         return 2
-    print("flow-matching loss by condition (same noise)")
+    print("flow-matching loss by condition (same noise)" +
+          (f"; {fraction:.1%} of the latents hold a shape" if fraction is not None else ""))
     print("context  region      " + "  ".join(f"{name:>8}" for name in CONDITIONS) + "  true / null")
     for num_context, region in itertools.product((0, 1), ("all", "shapes", "background")):
         if (num_context, "true", region) in losses:
