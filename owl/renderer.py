@@ -131,13 +131,19 @@ class Renderer(nn.Module):
     # --- training -------------------------------------------------------------------------------------------
 
     def flow_matching_loss(self, latents: torch.Tensor, cond: torch.Tensor, num_context: torch.Tensor,
-                           generator: torch.Generator, weight: torch.Tensor | None = None) -> torch.Tensor:
+                           generator: torch.Generator) -> torch.Tensor:
         """Rectified-flow loss on clean latents (B, C, F, h, w) given cond (B, Q, text_dim).
 
         num_context (B,): how many leading latent frames of each sample are clean context (timestep 0, no loss).
         x_s = (1 - s) x_0 + s e with s ~ U(0, 1) shifted as the sampler's schedule is; the target is e - x_0.
-        weight: per-latent weights broadcast to (B, C, F, h, w), e.g. a region's mask (default: all 1).
         """
+        error, scored = self.flow_matching_error(latents, cond, num_context, generator)
+        return (error * scored).sum() / scored.sum().clamp(min=1)
+
+    def flow_matching_error(self, latents: torch.Tensor, cond: torch.Tensor, num_context: torch.Tensor,
+                            generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """The loss before its mean: the squared error per latent (B, C, F, h, w) and which latents it scores
+        (1.0 off the context, 0.0 on it), for a loss over a region of the latents."""
         b, _, f, h, w = latents.shape
         device = latents.device
         u = torch.rand(b, generator=generator).to(device)
@@ -152,8 +158,7 @@ class Renderer(nn.Module):
         dtype = self.transformer.dtype
         flow = self.transformer(noisy.to(dtype), timestep=timestep, encoder_hidden_states=cond.to(dtype),
                                 return_dict=False)[0].float()
-        scored = (~is_context).float().expand_as(latents) * (1.0 if weight is None else weight.to(device))
-        return ((flow - (noise - latents)) ** 2 * scored).sum() / scored.sum().clamp(min=1)
+        return (flow - (noise - latents)) ** 2, (~is_context).float().expand_as(latents)
 
     # --- filming a clip -------------------------------------------------------------------------------------
 

@@ -249,9 +249,8 @@ def test_condition_probe_is_repeatable_and_sees_the_condition(shapes, capsys):
 def test_shape_mask_marks_the_latents_that_cover_a_shape():
     import numpy as np
 
-    from owl.train import probe
-
     from owl.data.shapes import BACKGROUND, PALETTE
+    from owl.train import probe
 
     pipe = OwlPipeline.from_preset("tiny", seed=0)  # 8x spatial, 4x temporal
     frames = np.empty((17, 64, 64, 3), np.uint8)

@@ -199,10 +199,10 @@ def load_pipeline(spec: str | Path, seed: int):
     return OwlPipeline.from_pretrained(spec, device=device)
 
 
-def check_data(cfg: TrainConfig) -> Path:
-    path = Path(cfg.data)
-    if not cfg.data or not path.exists():
-        raise OwlError(f"data not found: {cfg.data!r} (a captions file in ActivityNet or Vript format)")
+def check_data(data: str) -> Path:
+    path = Path(data)
+    if not data or not path.exists():
+        raise OwlError(f"data not found: {data!r} (a captions file in ActivityNet or Vript format)")
     return path
 
 

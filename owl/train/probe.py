@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import sys
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -29,7 +28,7 @@ import torch.nn.functional as F
 from owl.data.collate import collate
 from owl.errors import OwlError
 from owl.train.align import read_states
-from owl.train.common import load_pipeline, resolve_model
+from owl.train.common import check_data, load_pipeline, resolve_model
 from owl.train.data import prepare_videos
 from owl.train.generate import Clips
 
@@ -40,11 +39,12 @@ def shape_mask(renderer, frames: np.ndarray, n: int, t: int) -> torch.Tensor:
     """(1, n + 1, h, w): 1 where a latent of clip t's window covers a pixel that is not the background."""
     from owl.eval.segment import label_pixels
 
-    fg = torch.from_numpy(label_pixels(frames) != 0).float()  # (N, H, W): shapes and off-palette pixels
     ts, ss = renderer.temporal_scale, renderer.spatial_scale
+    first = max(ts * (n * t - 1) + 1, 0)  # the window's first latent, n * t, covers frames from here
+    fg = torch.from_numpy(label_pixels(frames[first : ts * n * (t + 1) + 1]) != 0).float()  # shapes, off-palette
     latents = []
     for j in range(n * t, n * (t + 1) + 1):  # latent 0 is frame 0; latent j >= 1 covers frames ts*(j-1)+1 .. ts*j
-        covered = fg[:1] if j == 0 else fg[ts * (j - 1) + 1 : ts * j + 1]
+        covered = fg[:1] if j == 0 else fg[ts * (j - 1) + 1 - first : ts * j + 1 - first]
         latents.append(F.max_pool2d(covered.amax(0)[None, None], ss)[0, 0])
     return torch.stack(latents)[None]
 
@@ -73,13 +73,14 @@ def condition_losses(pipe, prepared: list, clips: int = 64, draws: int = 4, shap
                             for i in picked])
         regions.update(shapes=mask, background=1 - mask)
         fraction = mask.mean().item()
-    losses = {}
-    for num_context, name, (region, weight) in itertools.product((0, 1), CONDITIONS, regions.items()):
+    losses = dict.fromkeys(itertools.product((0, 1), CONDITIONS, regions), 0.0)
+    for num_context, name, d in itertools.product((0, 1), CONDITIONS, range(draws)):
         context = torch.full((len(captions),), num_context)
-        draws_loss = [pipe.renderer.flow_matching_loss(latents, conds[name], context,  # the same noise for all
-                                                       torch.Generator().manual_seed(seed + 1 + d), weight).item()
-                      for d in range(draws)]
-        losses[num_context, name, region] = sum(draws_loss) / draws
+        error, scored = pipe.renderer.flow_matching_error(latents, conds[name], context,  # the same noise for all
+                                                          torch.Generator().manual_seed(seed + 1 + d))
+        for region, weight in regions.items():
+            weighted = scored if weight is None else scored * weight.to(scored.device)
+            losses[num_context, name, region] += ((error * weighted).sum() / weighted.sum().clamp(min=1)).item() / draws
     return losses, fraction
 
 
@@ -122,12 +123,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shapes", action="store_true", help="Shapes World data: split the loss by region")
     args = parser.parse_args(argv)
     try:
-        if not Path(args.data).exists():
-            raise OwlError(f"data not found: {args.data!r} (a captions file in ActivityNet or Vript format)")
+        data = check_data(args.data)
         if min(args.videos, args.clips, args.draws) < 1:
             raise OwlError("--videos, --clips and --draws must be at least 1")
         pipe = load_pipeline(resolve_model(args.model), 0)
-        prepared = prepare_videos(Path(args.data), pipe.renderer, latents=True, max_videos=args.videos)
+        prepared = prepare_videos(data, pipe.renderer, latents=True, max_videos=args.videos)
         losses, fraction = condition_losses(pipe, prepared, args.clips, args.draws, args.shapes)
         similarity = caption_similarity(pipe, [c for video in prepared for c in video.captions])
     except OwlError as exc:

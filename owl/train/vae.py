@@ -99,7 +99,7 @@ def store_latent_stats(vae, videos, frames: int) -> None:
 
 
 def main(cfg: VAEConfig, resume: bool = False, quiet: bool = False) -> Path:
-    model, data = resolve_model(cfg.model), check_data(cfg)
+    model, data = resolve_model(cfg.model), check_data(cfg.data)
     pipe = load_pipeline(model, cfg.seed)
     videos = prepare_videos(data, pipe.renderer, latents=False, max_videos=cfg.max_videos, skip_invalid=cfg.skip_invalid)
     if cfg.crop and (cfg.crop % pipe.renderer.size_multiple or cfg.crop > min(pipe.renderer.config.height, pipe.renderer.config.width)):

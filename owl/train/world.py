@@ -112,7 +112,7 @@ class WorldLoss(nn.Module):
 
 
 def main(cfg: WorldConfig, resume: bool = False, quiet: bool = False) -> Path:
-    model, data = resolve_model(cfg.model), check_data(cfg)
+    model, data = resolve_model(cfg.model), check_data(cfg.data)
     pipe = load_pipeline(model, cfg.seed)
     if cfg.lora_rank > 0:
         add_lora(pipe.world_model, cfg.lora_rank)
