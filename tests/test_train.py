@@ -265,3 +265,49 @@ def test_caption_pairs_one_word_apart():
 
     captions = ["the circle moves left.", "the circle moves right.", "a red square enters.", "the circle moves left."]
     assert one_word_apart(captions) == [("the circle moves left.", "the circle moves right.")]
+
+
+def test_align_words_target_teaches_the_state_to_name_its_caption(tmp_path, shapes):
+    """align_target=words: the loss is bounded below by log k (k distinct tokens), training approaches that
+    bound, and the states of two captions one word apart end up further apart than before."""
+    import math
+
+    import torch.nn.functional as F
+
+    from owl.train.align import read_states, words_loss
+
+    pair = ["a green circle enters from the top.", "a green circle enters from the bottom."]  # words of the data
+
+    def distance(pipe):
+        with torch.no_grad():
+            a, b = read_states(pipe.world_model, pair).flatten(1)
+        return 1 - F.cosine_similarity(a, b, dim=0).item()
+
+    pipe = OwlPipeline.from_preset("tiny", seed=0)
+    before = distance(pipe)
+    with torch.no_grad():
+        states = read_states(pipe.world_model, pair)
+        k = [len(set(pipe.world_model.text_ids(c))) for c in pair]
+        assert words_loss(pipe.world_model, states, pair) >= sum(math.log(x) for x in k) / 2
+
+    out = run("align", tmp_path, shapes, "align_target=words", "steps=60", "batch_size=8", "lr_queries=1e-2",
+              "lr_lmm=3e-3", "warmup_steps=2", "save_every=1000")
+    values = losses(out)
+    assert values[-1] < 0.7 * values[0]
+    tuned = OwlPipeline.from_pretrained(out / "model")
+    assert distance(tuned) > 2 * before, (before, distance(tuned))
+
+
+def test_words_weight_adds_the_words_loss_to_generate_and_world(tmp_path, shapes):
+    for stage in ("generate", "world"):
+        out = run(stage, tmp_path, shapes, "words_weight=0.1", "steps=2", "batch_size=1", "log_every=1",
+                  *(["clips_per_sample=2"] if stage == "world" else []))
+        logs = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+        assert all(entry["words"] > 0 and entry["loss"] > entry["diffusion"] for entry in logs), (stage, logs)
+
+
+def test_align_target_is_checked(tmp_path, shapes):
+    with pytest.raises(OwlError, match="align_target must be lmm_text, words or text_encoder, got 'nope'"):
+        run("align", tmp_path, shapes, "align_target=nope")
+    with pytest.raises(OwlError, match="needs a frozen LMM"):
+        run("align", tmp_path, shapes, "align_target=lmm_text", "lr_lmm=1e-3")

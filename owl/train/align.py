@@ -7,10 +7,16 @@ The LMM reads `[caption] S_0`, as at the first step of a rollout, and s_0 is com
 - `text_encoder`: the VDM's own text-encoder features (Wan: UMT5-XXL, 4096-d), the paper's target. The
   projected state (Q, text_dim) matches the first Q encoder tokens, zero past the caption's end, as Wan pads
   its text condition.
-- `lmm_text`, for a VDM trained from scratch that has no text encoder (the shipped model): the LMM's own
-  last-layer hidden states of the caption read alone, resampled to Q tokens. The queries then learn to carry
-  the caption into the state before the VDM ever sees it; the projector is trained later, in stage 2. The LMM
-  must stay frozen here (no lr_lmm, no LoRA), or the target would move with what is trained.
+- `lmm_text`, for a VDM trained from scratch that has no text encoder: the LMM's own last-layer hidden states
+  of the caption read alone, resampled to Q tokens. The LMM must stay frozen here (no lr_lmm, no LoRA), or the
+  target would move with what is trained. In a random LMM these features are dominated by what all captions
+  share: the states of captions one word apart come out nearly equal (`python -m owl.train.probe`).
+- `words`, for a VDM trained from scratch (the shipped model): the state must name every word of its caption
+  (`words_loss`), read through the LMM's own LM head, so no parameter is added. Captions one word apart then get
+  states apart in that word, which the denoiser can key on. The LMM may train (lr_lmm, LoRA): the target is the
+  caption's tokens, which nothing moves. Stages `generate` and `world` can keep it as an auxiliary loss
+  (`words_weight`), so that their own losses do not wash the words out of the state again.
+With `lmm_text` and `words` the projector is trained later, in stage 2.
 """
 
 from __future__ import annotations
@@ -47,6 +53,23 @@ def read_states(world_model, captions: list[str]) -> torch.Tensor:
     return torch.stack([hidden[b, i : i + q] for b, i in enumerate(starts)])
 
 
+def words_loss(world_model, states: torch.Tensor, captions: list[str]) -> torch.Tensor:
+    """How far states (B, Q, D) are from naming the words of their captions.
+
+    Each query's hidden state, read through the LMM's LM head, is a distribution over the vocabulary; the mean of
+    the Q distributions should hold each distinct token of the caption. The loss is the cross-entropy of that
+    mixture against the caption's tokens, weighted alike: log k for a state that names its k tokens and nothing
+    else, more for one that misses any of them.
+    """
+    head = world_model.vlm.get_output_embeddings()
+    mixture = head(states).float().softmax(-1).mean(1)  # (B, V)
+    target = torch.zeros_like(mixture)
+    for b, caption in enumerate(captions):
+        ids = sorted(set(world_model.text_ids(caption)))
+        target[b, ids] = 1.0 / len(ids)
+    return -(target * mixture.clamp(min=1e-8).log()).sum(-1).mean()
+
+
 class AlignLoss(nn.Module):
     def __init__(self, pipe, cfg: AlignConfig):
         super().__init__()
@@ -58,9 +81,9 @@ class AlignLoss(nn.Module):
                 raise OwlError(f"align_target text_encoder needs text_encoder: a local encoder folder, got {cfg.text_encoder!r}")
             self.encoder = T5EncoderModel.from_pretrained(cfg.text_encoder, use_safetensors=True).eval().requires_grad_(False)
             self.encoder_tokenizer = AutoTokenizer.from_pretrained(cfg.text_encoder)
-        elif cfg.align_target != "lmm_text":
-            raise OwlError(f"align_target must be lmm_text or text_encoder, got {cfg.align_target!r}")
-        elif cfg.lr_lmm > 0 or cfg.lora_rank > 0:
+        elif cfg.align_target not in ("lmm_text", "words"):
+            raise OwlError(f"align_target must be lmm_text, words or text_encoder, got {cfg.align_target!r}")
+        elif cfg.align_target == "lmm_text" and (cfg.lr_lmm > 0 or cfg.lora_rank > 0):
             raise OwlError("align_target lmm_text needs a frozen LMM: set lr_lmm=0 and lora_rank=0")
 
     @torch.no_grad()
@@ -79,6 +102,8 @@ class AlignLoss(nn.Module):
 
     def forward(self, batch: dict, generator: torch.Generator):
         states = read_states(self.world_model, batch["caption"])
+        if self.cfg.align_target == "words":
+            return words_loss(self.world_model, states, batch["caption"]), {}
         pred = self.projector(states) if self.cfg.align_target == "text_encoder" else states
         loss = F.mse_loss(pred.float(), self.target(batch["caption"]).float())
         return loss, {}

@@ -86,7 +86,7 @@ class VAEConfig(TrainConfig):
 class AlignConfig(TrainConfig):
     lr_queries: float = 1e-3
     lr_projector: float = 1e-3
-    align_target: str = "lmm_text"  # lmm_text (no text encoder: see align.py) | text_encoder
+    align_target: str = "lmm_text"  # lmm_text | words (no text encoder: see align.py) | text_encoder
     text_encoder: str = ""  # a transformers T5/UMT5 encoder folder, for align_target=text_encoder
 
 
@@ -97,6 +97,7 @@ class GenerateConfig(TrainConfig):
     lr_transformer: float = 1e-3
     cond_dropout: float = 0.1  # the null state replaces the condition, for classifier-free guidance
     context_dropout: float = 0.3  # windows without context frames, so first clips and scene starts are learned
+    words_weight: float = 0.0  # weight of align's words loss on each state beside the denoising loss; 0 = off
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,7 @@ class WorldConfig(TrainConfig):
     lr_lmm: float = 5e-4
     clips_per_sample: int = 4  # T steps of teacher forcing
     dynamics_weight: float = 1.0  # weight of the next-token loss on d_t beside the denoising loss
+    words_weight: float = 0.0  # weight of align's words loss (each state s_t names the words of its clip's caption)
     cond_dropout: float = 0.1
 
 

@@ -9,7 +9,8 @@ keep the previous clip's last latent as clean context, except where it is droppe
 (`context_dropout`) and at scene starts, so that first clips and scene openings are learned too. Clip 0 keeps
 its own first latent (the video's first frame) as clean context: image-to-video, as the rollout films it from an
 image; when that context is dropped, it is text-to-video. With
-probability `cond_dropout` the projected null state replaces the condition, for classifier-free guidance.
+probability `cond_dropout` the projected null state replaces the condition, for classifier-free guidance. With
+`words_weight`, align's words loss on the state is kept beside the denoising loss.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import torch
 from torch import nn
 
 from owl.data.collate import collate
-from owl.train.align import read_states
+from owl.train.align import read_states, words_loss
 from owl.train.common import GenerateConfig, add_lora, check_data, load_pipeline, resolve_model, train
 from owl.train.data import clip_window, prepare_videos
 
@@ -58,8 +59,11 @@ class GenerateLoss(nn.Module):
         keep = torch.rand(len(batch["caption"]), generator=generator) >= self.cfg.context_dropout
         num_context = (torch.as_tensor(batch["has_context"]) & keep).long()
         latents = batch["latents"].to(cond.device)
-        loss = self.renderer.flow_matching_loss(latents, cond, num_context, generator)
-        return loss, {}
+        diffusion = self.renderer.flow_matching_loss(latents, cond, num_context, generator)
+        if not self.cfg.words_weight:
+            return diffusion, {}
+        words = words_loss(self.world_model, states, batch["caption"])
+        return diffusion + self.cfg.words_weight * words, {"diffusion": float(diffusion.detach()), "words": float(words.detach())}
 
 
 def main(cfg: GenerateConfig, resume: bool = False, quiet: bool = False) -> Path:

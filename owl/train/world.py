@@ -11,7 +11,8 @@ with the next-token cross-entropy on every D_t; each clip t is denoised given it
 loss), with the previous clip's last latent as context except at scene starts and at a sample's first clip. A
 sample that starts at the video's first clip is image-to-video, as every held-out scenario is filmed: the
 opening is `[caption_0, first frame]` and clip 0 keeps the first frame's latent as clean context. This is the
-rollout's own sequence, so the cached session reproduces these states at generation time.
+rollout's own sequence, so the cached session reproduces these states at generation time. With `words_weight`,
+align's words loss asks each s_t to name the words of clip t's caption too.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from owl.data.collate import collate
 from owl.errors import OwlError
 from owl.train.common import WorldConfig, add_lora, check_data, load_pipeline, resolve_model, train
 from owl.train.data import clip_frames, clip_window, prepare_videos
+from owl.train.align import words_loss
 from owl.train.generate import condition
 
 
@@ -108,7 +110,12 @@ class WorldLoss(nn.Module):
         num_context = batch["has_context"].flatten().long()
         diffusion = self.renderer.flow_matching_loss(latents.flatten(0, 1).to(cond.device), cond, num_context, generator)
         loss = diffusion + cfg.dynamics_weight * ce
-        return loss, {"diffusion": float(diffusion.detach()), "dynamics": float(ce.detach())}
+        logs = {"diffusion": float(diffusion.detach()), "dynamics": float(ce.detach())}
+        if cfg.words_weight:  # s_t names the words of clip t's caption
+            words = words_loss(wm, states, [c for i in range(b) for c in batch["captions"][i][:t_steps]])
+            loss = loss + cfg.words_weight * words
+            logs["words"] = float(words.detach())
+        return loss, logs
 
 
 def main(cfg: WorldConfig, resume: bool = False, quiet: bool = False) -> Path:
