@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from steal import Steal
+
 
 def one_rollout(args) -> dict:
     """Run one rollout in this process and report its timings, per-clip times and peak RSS."""
@@ -72,6 +74,7 @@ def main() -> None:
         print(json.dumps(one_rollout(args)))
         return
 
+    steal = Steal()
     short, long = child(args, args.short), child(args, args.seconds)
     clips = long["clip_times"]
     render = lambda r: r["timings"]["denoise"] + r["timings"]["decode"]
@@ -90,6 +93,7 @@ def main() -> None:
     print(f"model: {args.preset or args.model}; threads: {args.threads}; history bound: {args.max_observations or 'none'}")
     for k, v in rows:
         print(f"{k:<{width}}  {v}")
+    print(steal.line())
 
 
 if __name__ == "__main__":

@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from steal import Steal
+
 REAL = "qwen2.5-vl-3b+wan2.1-1.3b"
 
 
@@ -51,6 +53,7 @@ def main() -> None:
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     cuda = torch.device(device).type == "cuda"
     dtype = None if args.dtype == "float32" or not cuda else getattr(torch, args.dtype)  # CPU: float32
+    steal = Steal()
     began = time.perf_counter()
     try:
         if args.model:
@@ -127,6 +130,7 @@ def main() -> None:
     width = max(len(k) for k, _ in rows)
     for k, v in rows:
         print(f"{k:<{width}}  {v}")
+    print(steal.line())
 
 
 if __name__ == "__main__":

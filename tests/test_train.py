@@ -299,11 +299,18 @@ def test_align_words_target_teaches_the_state_to_name_its_caption(tmp_path, shap
 
 
 def test_words_weight_adds_the_words_loss_to_generate_and_world(tmp_path, shapes):
-    for stage in ("generate", "world"):
-        out = run(stage, tmp_path, shapes, "words_weight=0.1", "steps=2", "batch_size=1", "log_every=1",
-                  *(["clips_per_sample=2"] if stage == "world" else []))
+    words = {}
+    for stage, extra in (("generate", []), ("world", ["clips_per_sample=2"]),
+                         ("world", ["clips_per_sample=2", "words_from=history"])):
+        out = run(stage, tmp_path, shapes, "words_weight=0.1", "steps=2", "batch_size=1", "log_every=1", *extra,
+                  name=f"{stage}-{len(extra)}")
         logs = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
         assert all(entry["words"] > 0 and entry["loss"] > entry["diffusion"] for entry in logs), (stage, logs)
+        words[stage, len(extra)] = logs[0]["words"]
+    # the same first step, but the second state must also name the first caption's words
+    assert words["world", 2] != words["world", 1]
+    with pytest.raises(OwlError, match="words_from must be caption or history, got 'all'"):
+        run("world", tmp_path, shapes, "words_weight=0.1", "words_from=all", "steps=1")
 
 
 def test_align_target_is_checked(tmp_path, shapes):

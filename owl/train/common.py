@@ -108,7 +108,8 @@ class WorldConfig(TrainConfig):
     lr_lmm: float = 5e-4
     clips_per_sample: int = 4  # T steps of teacher forcing
     dynamics_weight: float = 1.0  # weight of the next-token loss on d_t beside the denoising loss
-    words_weight: float = 0.0  # weight of align's words loss (each state s_t names the words of its clip's caption)
+    words_weight: float = 0.0  # weight of align's words loss on each state s_t; 0 = off
+    words_from: str = "caption"  # what s_t names: caption (clip t's) | history (every caption read before s_t)
     cond_dropout: float = 0.1
 
 

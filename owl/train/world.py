@@ -12,7 +12,9 @@ loss), with the previous clip's last latent as context except at scene starts an
 sample that starts at the video's first clip is image-to-video, as every held-out scenario is filmed: the
 opening is `[caption_0, first frame]` and clip 0 keeps the first frame's latent as clean context. This is the
 rollout's own sequence, so the cached session reproduces these states at generation time. With `words_weight`,
-align's words loss asks each s_t to name the words of clip t's caption too.
+align's words loss asks each s_t to name the words of clip t's caption too, or with `words_from: history` every
+word read before it (the opening caption and D_0 .. D_{t-1}): what left the frame is named there, so the state
+must keep it.
 """
 
 from __future__ import annotations
@@ -61,6 +63,8 @@ class WorldLoss(nn.Module):
     def __init__(self, pipe, cfg: WorldConfig):
         super().__init__()
         self.world_model, self.renderer, self.cfg = pipe.world_model, pipe.renderer, cfg
+        if cfg.words_from not in ("caption", "history"):
+            raise OwlError(f"words_from must be caption or history, got {cfg.words_from!r}")
 
     def forward(self, batch: dict, generator: torch.Generator):
         wm, cfg = self.world_model, self.cfg
@@ -111,8 +115,11 @@ class WorldLoss(nn.Module):
         diffusion = self.renderer.flow_matching_loss(latents.flatten(0, 1).to(cond.device), cond, num_context, generator)
         loss = diffusion + cfg.dynamics_weight * ce
         logs = {"diffusion": float(diffusion.detach()), "dynamics": float(ce.detach())}
-        if cfg.words_weight:  # s_t names the words of clip t's caption
-            words = words_loss(wm, states, [c for i in range(b) for c in batch["captions"][i][:t_steps]])
+        if cfg.words_weight:  # s_t names the words of clip t's caption, or of every caption read before it
+            captions = batch["captions"]
+            said = [captions[i][t] if cfg.words_from == "caption" else " ".join(captions[i][: t + 1])
+                    for i in range(b) for t in range(t_steps)]
+            words = words_loss(wm, states, said)
             loss = loss + cfg.words_weight * words
             logs["words"] = float(words.detach())
         return loss, logs
