@@ -153,18 +153,37 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+SLOW_RANK_1 = """
+import os, time
+if os.environ.get("RANK") == "1":  # rank 1 writes each file a second late, as on a loaded machine
+    import torch
+    _save = torch.save
+    def _slow_save(*args, **kwargs):
+        time.sleep(1.0)
+        return _save(*args, **kwargs)
+    torch.save = _slow_save
+"""
+
+
 def test_two_processes_hold_the_same_weights(tmp_path, shapes):
     out = tmp_path / "ddp"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    slow = tmp_path / "slow"
+    slow.mkdir()
+    (slow / "sitecustomize.py").write_text(SLOW_RANK_1)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(filter(None, [str(slow), os.environ.get("PYTHONPATH")]))}
     proc = subprocess.run(
         [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--main_process_port", str(free_port()),
          "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "owl.train", "generate",
-         "--set", f"data={shapes}", "--set", f"output_dir={out}", "--set", "steps=3", "--set", "batch_size=1", "--quiet"],
+         "--set", f"data={shapes}", "--set", f"output_dir={out}", "--set", "steps=3", "--set", "batch_size=1", "--set", "save_every=2", "--quiet"],
         capture_output=True, text=True, env=env, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    failed = [line for line in proc.stderr.splitlines() if line.startswith("[rank") and "Warning" not in line]
+    assert proc.returncode == 0, "\n".join(failed[:40]) or proc.stderr[-2000:]  # the ranks' own tracebacks
     sums = [json.loads((out / f"weights_rank{r}.json").read_text())["sum"] for r in (0, 1)]
     assert sums[0] == sums[1]
     assert (out / "model" / "model_index.json").is_file()
+    last = out / "checkpoints" / "step-0000003"  # both ranks' states are in the checkpoint the rename published
+    assert {"random_states_0.pkl", "random_states_1.pkl", "owl_state.json"} <= {p.name for p in last.iterdir()}
+    assert not list((out / "checkpoints").glob(".tmp-*"))
 
 
 @pytest.mark.parametrize("settings, message", [

@@ -319,6 +319,7 @@ def save_checkpoint(accelerator, output_dir: Path, step: int, keep: int) -> None
         shutil.rmtree(tmp, ignore_errors=True)
     accelerator.wait_for_everyone()
     accelerator.save_state(str(tmp))
+    accelerator.wait_for_everyone()  # every rank has written its files (random states) before the rename
     if accelerator.is_main_process:
         (tmp / "owl_state.json").write_text(json.dumps({"step": step}) + "\n")
         _replace_dir(tmp, final)
