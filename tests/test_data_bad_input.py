@@ -41,6 +41,8 @@ def dense(path, root, **kwargs):
     ({"duration": 12.0, "timestamps": [["a", 2]], "sentences": ["one."]}, "must be numbers"),
     ({"duration": -1, "timestamps": [[0, 2]], "sentences": ["one."]}, "duration must be a positive number"),
     ({"sentences": ["one."]}, "needs lists"),
+    ({**GOOD, "state_sentences": ["the red one."]}, "'state_sentences' must be a list of 2 sentences, one per segment"),
+    ({**GOOD, "state_sentences": ["the red one.", 2]}, "'state_sentences' must be a list of 2"),
 ])
 def test_bad_activitynet_entries(root, entry, message):
     path = anet(root, {"good": GOOD, "other": entry})

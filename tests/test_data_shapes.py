@@ -71,11 +71,36 @@ def test_story_rules(videos):
                 assert entry["colour"] == colour_at_exit[obj]  # it comes back as it left
                 assert (entry["colour"] in sentence) == event["colour_named"]
                 uncoloured_returns += not event["colour_named"]
+                assert f"{colour_at_exit[obj]} {video.objects[obj]['shape']}" in video.state_sentences[k]
                 away = [i for i, entries in enumerate(video.tracks) if i < last and i >= (k - 1) * 32
                         and all(e["id"] != obj for e in entries)]
                 assert len(away) >= 3 * 8  # away at least 3 s
     assert kinds >= {"enter", "move", "stop", "recolour", "grow", "shrink", "exit", "reenter"}
     assert uncoloured_returns >= 1
+
+
+def test_state_sentences_name_the_object_in_full(videos):
+    """The caption with only its object's colour added, the colour it has as the slot starts (as it left, for a
+    return); captions without an object are their own state sentence."""
+    completed = 0
+    for video in videos:
+        assert len(video.state_sentences) == len(video.sentences)
+        last_colour = {}
+        for k, (event, sentence, state) in enumerate(zip(video.events, video.sentences, video.state_sentences)):
+            obj = event["object"]
+            if obj is None:
+                assert state == sentence
+                continue
+            shape = video.objects[obj]["shape"]
+            colour = next((e["colour"] for e in video.tracks[k * 32] if e["id"] == obj), last_colour.get(obj))
+            if event["kind"] == "enter":
+                colour = next(e["colour"] for e in video.tracks[(k + 1) * 32 - 1] if e["id"] == obj)
+            assert f"{colour} {shape}" in state, (sentence, state)
+            assert state.replace(f"{colour} {shape}", shape, 1) == sentence.replace(f"{colour} {shape}", shape, 1)
+            completed += state != sentence
+            for frame in video.tracks[k * 32 : (k + 1) * 32]:
+                last_colour.update({e["id"]: e["colour"] for e in frame})
+    assert completed >= 20  # most captions say "the circle": the state sentence adds what memory must supply
 
 
 def test_same_seed_same_world(videos, tmp_path):
@@ -103,7 +128,8 @@ def test_files(tmp_path):
         video = render_video(2, int(vid.rsplit("_", 1)[1]), seconds=12, size=64, fps=8)
         info = video_info(tmp_path / f"{vid}.mp4")
         assert (info.frames, info.fps, info.size) == (96, 8.0, (64, 64))
-        assert captions[vid] == {"duration": 12.0, "timestamps": video.timestamps, "sentences": video.sentences}
+        assert captions[vid] == {"duration": 12.0, "timestamps": video.timestamps, "sentences": video.sentences,
+                                 "state_sentences": video.state_sentences}
         tracks = json.loads((tmp_path / "tracks" / f"{vid}.json").read_text())
         assert len(tracks["frames"]) == 96 and tracks["frames"] == video.tracks
         scenario = json.loads((tmp_path / "scenarios" / f"{vid}.json").read_text())

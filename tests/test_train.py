@@ -226,13 +226,15 @@ def test_first_clips_are_trained_as_image_to_video():
 
     n, clips = 2, 3
     frames = np.random.default_rng(0).integers(0, 255, (4 * n * clips + 1, 16, 16, 3), dtype=np.uint8)
-    video = PreparedVideo("v", frames, torch.zeros(4, 1 + n * clips, 2, 2), ["a", "b", "c"], [True, False, True])
+    video = PreparedVideo("v", frames, torch.zeros(4, 1 + n * clips, 2, 2), ["a", "b", "c"], [True, False, True],
+                          ["the red a", "", "the blue c"])  # clip 1 has no state sentence: its caption stands
     gen = generate.Clips([video], n)
     assert [gen[i]["has_context"] for i in range(clips)] == [True, True, False]  # clip 2 opens a new scene
     seq = world.Sequences([video], n, 2, lambda clip: clip[-2:])
     first, later = seq[0], seq[1]
     assert first["has_context"].tolist() == [True, True] and np.array_equal(first["first_frame"], frames[0])
     assert later["has_context"].tolist() == [False, False] and later["first_frame"].size == 0
+    assert first["states"] == ["the red a", "b"] and later["states"] == ["b", "the blue c"]
     batch = collate([first, later])
     assert isinstance(batch["first_frame"], list) and len(batch["first_frame"]) == 2
 
@@ -319,17 +321,36 @@ def test_align_words_target_teaches_the_state_to_name_its_caption(tmp_path, shap
 
 def test_words_weight_adds_the_words_loss_to_generate_and_world(tmp_path, shapes):
     words = {}
-    for stage, extra in (("generate", []), ("world", ["clips_per_sample=2"]),
-                         ("world", ["clips_per_sample=2", "words_from=history"])):
+    for name, stage, extra in (("generate", "generate", []), ("caption", "world", ["clips_per_sample=2"]),
+                               ("history", "world", ["clips_per_sample=2", "words_from=history"]),
+                               ("state", "world", ["clips_per_sample=2", "words_from=state"])):
         out = run(stage, tmp_path, shapes, "words_weight=0.1", "steps=2", "batch_size=1", "log_every=1", *extra,
-                  name=f"{stage}-{len(extra)}")
+                  name=name)
         logs = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
         assert all(entry["words"] > 0 and entry["loss"] > entry["diffusion"] for entry in logs), (stage, logs)
-        words[stage, len(extra)] = logs[0]["words"]
+        words[name] = logs[0]["words"]
     # the same first step, but the second state must also name the first caption's words
-    assert words["world", 2] != words["world", 1]
-    with pytest.raises(OwlError, match="words_from must be caption or history, got 'all'"):
+    assert words["history"] != words["caption"]
+    with pytest.raises(OwlError, match="words_from must be one of caption, state, history, got 'all'"):
         run("world", tmp_path, shapes, "words_weight=0.1", "words_from=all", "steps=1")
+
+
+def test_words_from_state_names_what_the_caption_leaves_out(shapes):
+    from owl.data.collate import collate
+    from owl.train.data import prepare_videos
+
+    pipe = OwlPipeline.from_preset("tiny", seed=0)
+    videos = prepare_videos(shapes, pipe.renderer, latents=True)
+    sequences = world.Sequences(videos, pipe.renderer.config.clip_latent_frames, 2, pipe.world_model.key_frames)
+    samples = [sequences[i] for i in range(len(sequences))]
+    sample = next(s for s in samples if s["states"] != s["captions"][:2])  # "the square turns red." in full
+    assert any("the square" in c for c in sample["captions"]) and not any("the square" in s for s in sample["states"])
+    words = {}
+    for source in ("caption", "state"):
+        cfg = load_config("world", None, [f"data={shapes}", "words_weight=1", f"words_from={source}", "clips_per_sample=2"])
+        _, logs = world.WorldLoss(pipe, cfg)(collate([sample]), torch.Generator().manual_seed(0))
+        words[source] = logs["words"]
+    assert words["state"] != words["caption"]
 
 
 def test_align_target_is_checked(tmp_path, shapes):

@@ -5,6 +5,10 @@ ActivityNet Captions (Krishna et al., ICCV 2017; train.json / val_1.json) is one
     {"v_QOlSCBRmfWY": {"duration": 82.73, "timestamps": [[0.83, 19.86], [17.37, 60.81]],
                         "sentences": ["A young woman is seen ...", "She then ..."]}}
 
+An entry may also hold "state_sentences" (Owl's extension, written by Shapes World): per segment, its sentence
+with every object it mentions named in full ("the circle comes back" -> "the purple circle comes back"), what
+the world state should know then; the world stage can train the state to name it (`words_from: state`).
+
 Vript (Yang et al., NeurIPS 2024, github.com/mutonix/Vript) annotates every scene of a video, a scene being a
 shot cut by PySceneDetect, with a script-like caption. Its files come in a few shapes; all of these are read:
 - a per-video caption file: {"meta": {"video_id", ...}, "data": {"<id>-Scene-001": {"clip_id", "caption":
@@ -41,6 +45,7 @@ class Segment:
     end: float
     sentence: str
     cut: bool = False  # a scene cut is annotated at the start of this segment (every Vript scene)
+    state: str = ""  # the sentence with its objects named in full ("state_sentences"); "" where not annotated
 
 
 @dataclass
@@ -135,18 +140,23 @@ def activitynet_videos(data, bad: BadEntries) -> list[CaptionedVideo]:
         if len(timestamps) != len(sentences):
             bad.add(video_id, f"{len(timestamps)} timestamps but {len(sentences)} sentences")
             continue
+        states = entry.get("state_sentences", [""] * len(sentences))
+        if (not isinstance(states, list) or len(states) != len(sentences)
+                or not all(isinstance(s, str) and s.strip() for s in states if s != "")):
+            bad.add(video_id, f"'state_sentences' must be a list of {len(sentences)} sentences, one per segment")
+            continue
         duration = entry.get("duration")
         if duration is not None and (not isinstance(duration, (int, float)) or isinstance(duration, bool)
                                      or duration <= 0):
             bad.add(video_id, f"duration must be a positive number, got {duration!r}")
             continue
         segments = []
-        for i, (span, sentence) in enumerate(zip(timestamps, sentences)):
+        for i, (span, sentence, state) in enumerate(zip(timestamps, sentences, states)):
             problem = _check_segment(span, sentence)
             if problem:
                 bad.add(video_id, f"segment {i}: {problem}")
                 break
-            segments.append(Segment(float(span[0]), float(span[1]), sentence.strip()))
+            segments.append(Segment(float(span[0]), float(span[1]), sentence.strip(), state=state.strip()))
         else:
             if not segments:
                 bad.add(video_id, "no segments")

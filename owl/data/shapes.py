@@ -13,6 +13,9 @@ object does one thing, told by one plain caption:
     exit        "the red circle leaves the frame to the top."
     re-enter    "the circle comes back from the right."    (half of them without the colour: only memory
                                                             of what left can tell what returns)
+
+Each caption also has a state sentence, itself with its object named in full ("the purple circle comes back
+from the right."; "the red circle turns blue."): what a world state that remembers should know at that time.
     wait        "the frame stays empty."                   (while the only object is away)
 
 An object that leaves stays away for at least 3 s (a whole slot or more) and comes back with the colour, shape
@@ -29,7 +32,8 @@ the same frames, captions and tracks, byte for byte, whatever the number of vide
 
 Files under the output folder:
     <video_id>.mp4                 the video (H.264, via VideoWriter)
-    captions.json                  ActivityNet Captions format: {id: {duration, timestamps, sentences}}
+    captions.json                  ActivityNet Captions format: {id: {duration, timestamps, sentences}}, plus
+                                   state_sentences (see owl.data.caption_files)
     tracks/<video_id>.json         per frame: [{id, colour, shape, box [x0, y0, x1, y1] (x1, y1 exclusive),
                                    pixels (visible pixel count)}], plus the event list
     scenarios/<video_id>.json/.png first frame, prompt (first caption), dynamics per clip, path of the tracks
@@ -79,13 +83,15 @@ class ShapesVideo:
     clip_seconds: float
     timestamps: list[list[float]]   # per caption: [start, end] seconds
     sentences: list[str]
+    state_sentences: list[str]      # per caption: the caption with its object named by colour and shape
     events: list[dict]              # per caption: {"kind", "object", ...}, the caption's structured form
     objects: list[dict]             # {"id", "shape", "colour" (first colour), "size"}
     tracks: list[list[dict]]        # per frame: [{"id", "colour", "shape", "box", "pixels"}]
 
     def captions_entry(self) -> dict:
         """This video's entry in an ActivityNet Captions file."""
-        return {"duration": self.seconds, "timestamps": self.timestamps, "sentences": self.sentences}
+        return {"duration": self.seconds, "timestamps": self.timestamps, "sentences": self.sentences,
+                "state_sentences": self.state_sentences}
 
 
 @dataclass
@@ -155,6 +161,13 @@ def _draw(states: list[tuple], height: int, width: int) -> tuple[np.ndarray, lis
 
 def _name(obj: _Object, colour: bool) -> str:
     return f"{obj.colour} {obj.shape}" if colour else obj.shape
+
+
+def _in_full(caption: str, obj: _Object | None) -> str:
+    """`caption` with its object named by colour and shape, the colour it has when the slot starts."""
+    if obj is None or f"{obj.colour} {obj.shape}" in caption:
+        return caption
+    return caption.replace(f"the {obj.shape}", f"the {obj.colour} {obj.shape}", 1)
 
 
 def _inside(half: float, x: float, y: float, size: int, margin: float = 1.0) -> bool:
@@ -332,13 +345,14 @@ def render_video(
     n_frames = int(round(seconds * fps))
     frames = np.empty((n_frames, size, size, 3), np.uint8)
     tracks: list[list[dict]] = []
-    timestamps, sentences, events = [], [], []
+    timestamps, sentences, state_sentences, events = [], [], [], []
     previous, returns = None, {}
     frame = 0
     for k in range(n_slots):
         t0, t1 = k * clip_seconds, min((k + 1) * clip_seconds, seconds)
         event, caption = _plan_slot(k, n_slots, objects, size, clip_seconds, rng, previous, returns)
         actor = objects[event["object"]] if event["object"] is not None else None
+        state_sentences.append(_in_full(caption, actor))
         if event["kind"] in ("enter", "reenter"):
             others = [o for o in objects if o.visible and o is not actor]
             event["path"] = _entry_path(actor, event["side"], size, rng, others)
@@ -378,7 +392,7 @@ def render_video(
         previous = event
     return ShapesVideo(
         video_id=video_id, frames=frames, fps=float(fps), seconds=float(seconds), clip_seconds=float(clip_seconds),
-        timestamps=timestamps, sentences=sentences, events=events, objects=catalogue, tracks=tracks,
+        timestamps=timestamps, sentences=sentences, state_sentences=state_sentences, events=events, objects=catalogue, tracks=tracks,
     )
 
 

@@ -109,7 +109,8 @@ class WorldConfig(TrainConfig):
     clips_per_sample: int = 4  # T steps of teacher forcing
     dynamics_weight: float = 1.0  # weight of the next-token loss on d_t beside the denoising loss
     words_weight: float = 0.0  # weight of align's words loss on each state s_t; 0 = off
-    words_from: str = "caption"  # what s_t names: caption (clip t's) | history (every caption read before s_t)
+    words_from: str = "caption"  # what s_t names: caption (clip t's) | state (its caption named in full, where
+    # the data has state_sentences, else the caption) | history (every caption read before s_t)
     cond_dropout: float = 0.1
 
 

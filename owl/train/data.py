@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +37,11 @@ class PreparedVideo:
     latents: torch.Tensor | None  # (C, 1 + nT, h, w) normalized, or None when a stage needs no latents
     captions: list[str]  # per clip
     new_scene: list[bool]  # per clip
+    states: list[str] = field(default_factory=list)  # per clip: the caption named in full, where annotated
+
+    def state(self, t: int) -> str:
+        """What clip t's world state should name: its state sentence, else its caption."""
+        return (self.states[t] if t < len(self.states) else "") or self.captions[t]
 
     @property
     def num_clips(self) -> int:
@@ -104,10 +109,11 @@ def prepare_videos(captions_path: Path, renderer, *, latents: bool, max_videos: 
             continue
         frames = frames[: 1 + 4 * n * num_clips]
         chosen = clip_captions([[s.start, s.end] for s in video.segments], num_clips, clip_seconds)
-        texts, last = [], ""
+        texts, states, last = [], [], None
         for index in chosen:  # an uncaptioned clip keeps the last caption: its world has not changed
-            last = video.segments[index].sentence if index >= 0 else last
-            texts.append(last)
+            last = video.segments[index] if index >= 0 else last
+            texts.append(last.sentence if last else "")
+            states.append(last.state if last else "")
         z = None
         if latents:
             file = cache / f"{video.video_id}.safetensors"
@@ -121,7 +127,7 @@ def prepare_videos(captions_path: Path, renderer, *, latents: bool, max_videos: 
                 tmp = temporary_path(file)
                 save_file({"latents": z.contiguous()}, tmp)
                 tmp.replace(file)
-        prepared.append(PreparedVideo(video.video_id, frames, z, texts, scene_starts(video.segments, chosen)))
+        prepared.append(PreparedVideo(video.video_id, frames, z, texts, scene_starts(video.segments, chosen), states))
     if short:
         warnings.warn(f"{short} video(s) shorter than one clip ({clip_seconds:g} s) were left out")
     if not prepared:

@@ -12,9 +12,10 @@ loss), with the previous clip's last latent as context except at scene starts an
 sample that starts at the video's first clip is image-to-video, as every held-out scenario is filmed: the
 opening is `[caption_0, first frame]` and clip 0 keeps the first frame's latent as clean context. This is the
 rollout's own sequence, so the cached session reproduces these states at generation time. With `words_weight`,
-align's words loss asks each s_t to name the words of clip t's caption too, or with `words_from: history` every
-word read before it (the opening caption and D_0 .. D_{t-1}): what left the frame is named there, so the state
-must keep it.
+align's words loss asks each s_t to name the words of clip t's caption too; with `words_from: state` the words
+of clip t's state sentence (the caption with its objects named in full, where the data has one: "the circle
+comes back" -> "the purple circle comes back"), so the state must recall the colour of what left the frame; with
+`words_from: history` every word read before it (the opening caption and D_0 .. D_{t-1}).
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ from owl.train.common import WorldConfig, add_lora, check_data, load_pipeline, r
 from owl.train.data import clip_frames, clip_window, prepare_videos
 from owl.train.align import words_loss
 from owl.train.generate import condition
+
+
+WORDS_FROM = ("caption", "state", "history")
 
 
 class Sequences(torch.utils.data.Dataset):
@@ -53,6 +57,7 @@ class Sequences(torch.utils.data.Dataset):
             "latents": torch.stack([clip_window(video, t, self.n) for t in ts]),  # (T, C, n + 1, h, w)
             "key_frames": torch.from_numpy(np.stack([self.key_frames(clip_frames(video, t, self.n)) for t in ts])),
             "captions": [video.captions[t] for t in ts] + [video.captions[min(s + self.clips, video.num_clips - 1)]],
+            "states": [video.state(t) for t in ts],
             # a sample from the video's start opens image-to-video: its first frame is the first clip's context
             "has_context": torch.tensor([(t == 0) or (t > s and not video.new_scene[t]) for t in ts]),
             "first_frame": video.frames[0] if s == 0 else np.zeros(0, np.uint8),  # (H, W, 3), or empty; batched as a list
@@ -63,8 +68,8 @@ class WorldLoss(nn.Module):
     def __init__(self, pipe, cfg: WorldConfig):
         super().__init__()
         self.world_model, self.renderer, self.cfg = pipe.world_model, pipe.renderer, cfg
-        if cfg.words_from not in ("caption", "history"):
-            raise OwlError(f"words_from must be caption or history, got {cfg.words_from!r}")
+        if cfg.words_from not in WORDS_FROM:
+            raise OwlError(f"words_from must be one of {', '.join(WORDS_FROM)}, got {cfg.words_from!r}")
 
     def forward(self, batch: dict, generator: torch.Generator):
         wm, cfg = self.world_model, self.cfg
@@ -115,10 +120,12 @@ class WorldLoss(nn.Module):
         diffusion = self.renderer.flow_matching_loss(latents.flatten(0, 1).to(cond.device), cond, num_context, generator)
         loss = diffusion + cfg.dynamics_weight * ce
         logs = {"diffusion": float(diffusion.detach()), "dynamics": float(ce.detach())}
-        if cfg.words_weight:  # s_t names the words of clip t's caption, or of every caption read before it
-            captions = batch["captions"]
-            said = [captions[i][t] if cfg.words_from == "caption" else " ".join(captions[i][: t + 1])
-                    for i in range(b) for t in range(t_steps)]
+        if cfg.words_weight:  # s_t names the words of clip t's caption, its state sentence, or all read before it
+            captions, said = batch["captions"], []
+            for i in range(b):
+                for t in range(t_steps):
+                    said.append(batch["states"][i][t] if cfg.words_from == "state" else
+                                " ".join(captions[i][: t + 1]) if cfg.words_from == "history" else captions[i][t])
             words = words_loss(wm, states, said)
             loss = loss + cfg.words_weight * words
             logs["words"] = float(words.detach())
