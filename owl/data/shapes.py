@@ -13,10 +13,10 @@ object does one thing, told by one plain caption:
     exit        "the red circle leaves the frame to the top."
     re-enter    "the circle comes back from the right."    (half of them without the colour: only memory
                                                             of what left can tell what returns)
-
-Each caption also has a state sentence, itself with its object named in full ("the purple circle comes back
-from the right."; "the red circle turns blue."): what a world state that remembers should know at that time.
     wait        "the frame stays empty."                   (while the only object is away)
+
+Each caption also has a state sentence: the caption with its object named in full ("the purple circle comes back
+from the right."; "the red circle turns blue."), what a world state that remembers should know at that time.
 
 An object that leaves stays away for at least 3 s (a whole slot or more) and comes back with the colour, shape
 and size it left with. Since events sit on the clip grid, the caption of a clip says everything that happens
@@ -165,9 +165,9 @@ def _name(obj: _Object, colour: bool) -> str:
 
 def _in_full(caption: str, obj: _Object | None) -> str:
     """`caption` with its object named by colour and shape, the colour it has when the slot starts."""
-    if obj is None or f"{obj.colour} {obj.shape}" in caption:
+    if obj is None or _name(obj, True) in caption:
         return caption
-    return caption.replace(f"the {obj.shape}", f"the {obj.colour} {obj.shape}", 1)
+    return caption.replace(f"the {_name(obj, False)}", f"the {_name(obj, True)}", 1)
 
 
 def _inside(half: float, x: float, y: float, size: int, margin: float = 1.0) -> bool:

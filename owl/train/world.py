@@ -29,9 +29,9 @@ from torch import nn
 
 from owl.data.collate import collate
 from owl.errors import OwlError
+from owl.train.align import words_loss
 from owl.train.common import WorldConfig, add_lora, check_data, load_pipeline, resolve_model, train
 from owl.train.data import clip_frames, clip_window, prepare_videos
-from owl.train.align import words_loss
 from owl.train.generate import condition
 
 
@@ -70,6 +70,14 @@ class WorldLoss(nn.Module):
         self.world_model, self.renderer, self.cfg = pipe.world_model, pipe.renderer, cfg
         if cfg.words_from not in WORDS_FROM:
             raise OwlError(f"words_from must be one of {', '.join(WORDS_FROM)}, got {cfg.words_from!r}")
+
+    def named_by(self, batch: dict, i: int, t: int) -> str:
+        """What sample i's state s_t must name: clip t's caption, its state sentence, or every caption read before it."""
+        if self.cfg.words_from == "state":
+            return batch["states"][i][t]
+        if self.cfg.words_from == "history":
+            return " ".join(batch["captions"][i][: t + 1])
+        return batch["captions"][i][t]
 
     def forward(self, batch: dict, generator: torch.Generator):
         wm, cfg = self.world_model, self.cfg
@@ -120,12 +128,8 @@ class WorldLoss(nn.Module):
         diffusion = self.renderer.flow_matching_loss(latents.flatten(0, 1).to(cond.device), cond, num_context, generator)
         loss = diffusion + cfg.dynamics_weight * ce
         logs = {"diffusion": float(diffusion.detach()), "dynamics": float(ce.detach())}
-        if cfg.words_weight:  # s_t names the words of clip t's caption, its state sentence, or all read before it
-            captions, said = batch["captions"], []
-            for i in range(b):
-                for t in range(t_steps):
-                    said.append(batch["states"][i][t] if cfg.words_from == "state" else
-                                " ".join(captions[i][: t + 1]) if cfg.words_from == "history" else captions[i][t])
+        if cfg.words_weight:
+            said = [self.named_by(batch, i, t) for i in range(b) for t in range(t_steps)]
             words = words_loss(wm, states, said)
             loss = loss + cfg.words_weight * words
             logs["words"] = float(words.detach())
