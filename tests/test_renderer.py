@@ -128,3 +128,20 @@ def test_real_size_preset_builds_through_from_preset():
     assert (r.config.height, r.config.width) == (480, 832)
     for key, token in (("image_token_id", "<|image_pad|>"), ("vision_start_token_id", "<|vision_start|>")):
         assert getattr(wm.vlm.config, key) == wm.tokenizer.convert_tokens_to_ids(token)
+
+
+def test_shapes_vae4_films_16_by_16_latents_with_as_many_tokens_as_shapes():
+    """`shapes-vae4`: 4x-spatial latents of the same 64 x 64 frames, 4 x 4 patches, so the denoiser's sequence is
+    no longer than `shapes`'s (16 tokens a frame)."""
+    from owl import OwlPipeline
+
+    tokens = {}
+    for name in ("shapes", "shapes-vae4"):
+        r = OwlPipeline.from_preset(name).renderer
+        latents, frames = film(r, 0)
+        scale = 4 if name == "shapes-vae4" else 8
+        assert latents.shape[-2:] == (64 // scale, 64 // scale)
+        assert frames.shape[-2:] == (64, 64)
+        patch = PRESETS[name].transformer["patch_size"]
+        tokens[name] = (latents.shape[-2] // patch[1]) * (latents.shape[-1] // patch[2])
+    assert tokens == {"shapes": 16, "shapes-vae4": 16}
