@@ -136,10 +136,8 @@ def test_shapes_vae4_films_16_by_16_latents_with_as_many_tokens_as_shapes():
     from owl import OwlPipeline
 
     tokens = {}
-    for name in ("shapes", "shapes-vae4"):
-        r = OwlPipeline.from_preset(name).renderer
-        latents, frames = film(r, 0)
-        scale = 4 if name == "shapes-vae4" else 8
+    for name, scale in (("shapes", 8), ("shapes-vae4", 4)):
+        latents, frames = film(OwlPipeline.from_preset(name).renderer, 0)
         assert latents.shape[-2:] == (64 // scale, 64 // scale)
         assert frames.shape[-2:] == (64, 64)
         patch = PRESETS[name].transformer["patch_size"]
