@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Callable
 
 from owl.errors import OwlError
+from owl.rollout import check_setting
 from owl.timeline import Timeline
 from owl.video_io import write_bytes_atomic
 
@@ -102,12 +103,12 @@ def read_batch(path: str | Path, seconds: float = 8.0, seed: int = 0) -> list[Ba
             if not isinstance(image, str) or not image:
                 raise OwlError(f"{where}: image must be a path")
             image = str(path.parent / image) if not Path(image).is_absolute() else image
-        row_seconds = row.get("seconds", seconds)
-        if isinstance(row_seconds, bool) or not isinstance(row_seconds, (int, float)):
-            raise OwlError(f"{where}: seconds must be a number")
-        row_seed = row.get("seed", seed)
-        if isinstance(row_seed, bool) or not isinstance(row_seed, int):
-            raise OwlError(f"{where}: seed must be an integer")
+        row_seconds, row_seed = row.get("seconds", seconds), row.get("seed", seed)
+        try:  # the rollout's own checks, so a row is held to what the CLI and the API accept
+            check_setting("seconds", row_seconds)
+            check_setting("seed", row_seed)
+        except OwlError as exc:
+            raise OwlError(f"{where}: {exc}") from None
         items.append(BatchItem(index, item_id, prompt, image, float(row_seconds),
                                _dynamics(row.get("dynamics"), where), row_seed))
     if not items:

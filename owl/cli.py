@@ -18,10 +18,14 @@ video playable, and nothing half-written at the output path.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
+import os
 import sys
+import warnings
 from pathlib import Path
 
-from owl.errors import OwlError
+from owl.errors import OwlError, OwlWarning
 
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "checkpoints" / "owl-shapes"
 
@@ -35,15 +39,47 @@ def parse_dynamics(text: str | None) -> list[str | None] | None:
     return None if text is None else [d.strip() or None for d in text.split(";")]
 
 
-def pick_device(device: str) -> str:
-    """"auto": this process's GPU (LOCAL_RANK under accelerate / torchrun) when CUDA is there, else the CPU."""
-    import os
+def pick_device(device: str):
+    """"auto": this process's GPU (LOCAL_RANK under accelerate / torchrun) when CUDA is there, else the CPU; a
+    device this machine lacks is a one-line error (`owl.pipeline.resolve_device`)."""
+    from owl.pipeline import resolve_device
 
-    import torch
+    return resolve_device(device)
 
-    if device != "auto":
-        return device
-    return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}" if torch.cuda.is_available() else "cpu"
+
+# generate's options -> the RolloutSettings fields they set (checked there, before any model loads)
+_SETTING_OPTIONS = {"seconds": "seconds", "fps": "fps", "height": "height", "width": "width",
+                    "steps": "num_inference_steps", "guidance": "guidance_scale", "memory": "memory", "seed": "seed",
+                    "max_observations": "max_observations", "max_steps": "max_steps"}
+
+
+def check_setting_options(args) -> None:
+    """Check the rollout settings given on the command line with `owl.rollout.check_setting`, before a model loads
+    (seconds with a 3B model). What depends on the model (a size multiple, its defaults) is checked once it has."""
+    from owl.rollout import check_setting
+
+    for option, setting in _SETTING_OPTIONS.items():
+        value = getattr(args, option, None)
+        if value is not None:
+            try:
+                check_setting(setting, value)
+            except OwlError as exc:
+                raise OwlError(f"--{option.replace('_', '-')}: {exc}") from None
+
+
+def check_options(args) -> None:
+    """Everything a video command can check before a model loads: the settings, the image, the model folder and
+    the output path."""
+    from owl.pipeline import check_model_folder, open_image
+    from owl.video_io import check_output
+
+    check_setting_options(args)
+    if getattr(args, "image", None) is not None:
+        open_image(args.image)
+    if getattr(args, "model", None):
+        check_model_folder(args.model)
+    if getattr(args, "out", None) is not None:
+        check_output(args.out)
 
 
 DTYPES = ("float32", "bfloat16", "float16")
@@ -87,6 +123,11 @@ def load_pipeline(model: str | None, preset: str | None, device: str = "cpu", sa
     return pipe
 
 
+def _progress(args) -> bool:
+    """Progress bars only for a person at a terminal (and not with --quiet): a log or a pipe gets Owl's lines."""
+    return not args.quiet and sys.stderr.isatty()
+
+
 def _given(args, names) -> list[str]:
     """The options among `names` given on the command line (set, and not a store_true left off)."""
     given = lambda value: value is not None and value is not False
@@ -124,18 +165,22 @@ def cmd_generate(args) -> int:
                        "takes --out")
     from owl.session import session_path
     from owl.timeline import read_script
+    from owl.video_io import check_output
 
     if args.dynamics is not None and args.script is not None:
         raise OwlError("give either --dynamics or --script, not both")
     dynamics = parse_dynamics(args.dynamics) if args.script is None else read_script(args.script)
     out = Path(args.out or "owl.mp4")
-    pipe = load_pipeline(args.model, args.preset, pick_device(args.device), args=args)
+    check_options(args)
+    device = pick_device(args.device)
+    check_output(out)
+    pipe = load_pipeline(args.model, args.preset, device, args=args)
     try:
         result = pipe(
             prompt=args.prompt or "", image=args.image, seconds=24.0 if args.seconds is None else args.seconds,
             fps=args.fps, height=args.height, width=args.width, dynamics=dynamics,
             seed=0 if args.seed is None else args.seed, num_inference_steps=args.steps, guidance_scale=args.guidance,
-            memory=args.memory or "full", output=out, progress=not args.quiet,
+            memory=args.memory or "full", output=out, progress=_progress(args),
             session=None if args.no_session else session_path(out), max_observations=args.max_observations,
             max_steps=args.max_steps)
     except KeyboardInterrupt:
@@ -145,15 +190,18 @@ def cmd_generate(args) -> int:
 
 def _resume(args) -> int:
     from owl.session import SessionFolder
+    from owl.video_io import check_output
 
     clash = _given(args, _NEW_ROLLOUT + ("batch", "out_dir", "no_session"))
     if clash:
         raise OwlError(f"--resume continues the session with its own settings; drop {' '.join(clash)}")
     folder = SessionFolder.open(args.resume)
     folder.check_resumable()  # before loading a model
+    check_options(args)
+    check_output(folder.output)
     pipe = load_pipeline(args.model, args.preset, pick_device(args.device), saved=folder.model, args=args)
     try:
-        result = pipe.resume(folder.path, progress=not args.quiet)
+        result = pipe.resume(folder.path, progress=_progress(args))
     except KeyboardInterrupt:
         return _interrupted(folder.output)
     return _finish(result, folder.output)
@@ -170,6 +218,8 @@ def _batch(args) -> int:
     out_dir = Path(args.out_dir)
     if not out_dir.is_dir():
         raise OwlError(f"output folder does not exist: {str(out_dir)!r}")
+    check_options(args)
+    pick_device(args.device)
     items = read_batch(args.batch, seconds=24.0 if args.seconds is None else args.seconds,
                        seed=0 if args.seed is None else args.seed)
     rank, world = process_rank()
@@ -181,9 +231,12 @@ def _batch(args) -> int:
         return load_pipeline(args.model, args.preset, pick_device(args.device), args=args)
 
     summary = run_batch(items, out_dir, load, options, rank=rank, world=world, sessions=not args.no_session,
-                        retry_failed=args.retry_failed, progress=not args.quiet)
-    print(f"batch rank {rank}/{world}: {summary.done} done, {summary.failed} failed, {summary.skipped} skipped; "
-          f"manifest {summary.manifest}")
+                        retry_failed=args.retry_failed, progress=_progress(args))
+    line = (f"batch rank {rank}/{world}: {summary.done} done, {summary.failed} failed, {summary.skipped} skipped; "
+            f"manifest {summary.manifest}")
+    if summary.failed:  # the run goes on past a bad row, but it did not succeed: say so in the exit status
+        raise OwlError(f"{line} (each failed row's error is in the manifest; --retry-failed runs them again)")
+    print(line)
     return 0
 
 
@@ -192,17 +245,18 @@ def cmd_branch(args) -> int:
 
     folder = SessionFolder.open(args.session)
     out = Path(args.out)
+    check_options(args)
     pipe = load_pipeline(args.model, args.preset, pick_device(args.device), saved=folder.model, args=args)
     try:
         result = pipe.branch(folder.path, at=args.at, output=out, dynamics=parse_dynamics(args.dynamics),
-                             seconds=args.seconds, seed=args.seed, progress=not args.quiet)
+                             seconds=args.seconds, seed=args.seed, progress=_progress(args))
     except KeyboardInterrupt:
         return _interrupted(out)
     return _finish(result, out)
 
 
 def cmd_extend(args) -> int:
-    from owl.session import SessionFolder
+    from owl.session import SessionFolder, session_path
 
     source = Path(args.source)
     saved = None
@@ -214,12 +268,15 @@ def cmd_extend(args) -> int:
     elif not source.is_file():
         raise OwlError(f"nothing to extend at {str(source)!r}: give a session folder or a video file")
     out = Path(args.out)
+    if out.resolve() == source.resolve() or out.resolve() == session_path(source).resolve():
+        raise OwlError(f"--out {str(out)!r} would overwrite the source it extends; choose another --out")
+    check_options(args)
     pipe = load_pipeline(args.model, args.preset, pick_device(args.device), saved=saved, args=args)
     try:
         result = pipe.extend(source, seconds=args.seconds, output=out, dynamics=parse_dynamics(args.dynamics),
                              prompt=args.prompt or "", seed=args.seed or 0, fps=args.fps, height=args.height,
                              width=args.width, num_inference_steps=args.steps, guidance_scale=args.guidance,
-                             memory=args.memory or "full", progress=not args.quiet)
+                             memory=args.memory or "full", progress=_progress(args))
     except KeyboardInterrupt:
         return _interrupted(out)
     return _finish(result, out)
@@ -245,11 +302,19 @@ def _look_options(parser) -> None:
     parser.add_argument("--width", type=int, help="frame width (default: the model's)")
     parser.add_argument("--steps", type=int, help="denoising steps per clip (default: the model's)")
     parser.add_argument("--guidance", type=float, help="classifier-free guidance scale (default: the model's)")
-    parser.add_argument("--memory", help="full (default): the world state; last: last clip + caption baseline")
+    parser.add_argument("--memory", choices=("full", "last"),
+                        help="full (default): the world state; last: last clip + caption baseline")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its mistakes reported as Owl reports every other: one line, exit 2 (--help shows usage)."""
+
+    def error(self, message: str):
+        self.exit(2, f"owl: error: {self.prog}: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="owl", description="Long, consistent videos with an omni world model.")
+    parser = _Parser(prog="owl", description="Long, consistent videos with an omni world model.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     gen = sub.add_parser("generate", help="generate a long video from a prompt (and optionally a first image)",
@@ -312,6 +377,42 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_LIBRARIES = ("transformers", "diffusers", "huggingface_hub", "accelerate", "peft", "torch")
+
+
+def _show_owl_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"owl: warning: {message}", file=sys.stderr)
+
+
+@contextlib.contextmanager
+def owl_lines_only():
+    """While an Owl command runs, the terminal shows Owl's lines: its own warnings (`OwlWarning`), one line each,
+    and no deprecation notices, load reports or progress bars from the libraries underneath. Everything is put
+    back afterwards, so a test that calls `main` in-process keeps its library warnings everywhere else."""
+    env = {"TRANSFORMERS_VERBOSITY": "error", "DIFFUSERS_VERBOSITY": "error", "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+           "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1"}
+    saved_env = {k: os.environ.get(k) for k in env}
+    loggers = {name: logging.getLogger(name) for name in _LIBRARIES}
+    saved_levels = {name: logger.level for name, logger in loggers.items()}
+    os.environ.update(env)  # for libraries imported during the command: they read these when they first log
+    for logger in loggers.values():  # for those imported already
+        logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():  # restores the filters and showwarning on the way out
+            warnings.simplefilter("ignore")
+            warnings.simplefilter("default", OwlWarning)
+            warnings.showwarning = _show_owl_warning
+            yield
+    finally:
+        for name, logger in loggers.items():
+            logger.setLevel(saved_levels[name])
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -319,7 +420,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        with owl_lines_only():
+            return int(args.func(args) or 0)
     except OwlError as exc:
         print(f"owl: error: {exc}", file=sys.stderr)
         return 2

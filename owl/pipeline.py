@@ -39,15 +39,15 @@ from torch import nn
 from owl.config import ModelPreset, get_preset
 from owl.errors import OwlError
 from owl.renderer import Renderer
-from owl.rollout import ClipEvent, LoopStart, RolloutSettings, Storyboard, check_dynamics, plan_clips, rollout
+from owl.rollout import (ClipEvent, LoopStart, RolloutSettings, Storyboard, check_dynamics, check_setting, plan_clips,
+                         rollout)
 from owl.session import (PartialVideo, SessionFolder, observe_video, partial_path, remove_stale_temporaries,
                          session_path)
 from owl.timeline import Timeline
-from owl.video_io import VideoWriter, read_video, write_bytes_atomic
-from owl.world_model import WorldModel, check_history_bound
+from owl.video_io import VideoWriter, check_output, output_lock, read_video, write_bytes_atomic
+from owl.world_model import WorldModel
 
 COMPONENTS = ("world_model", "vlm", "tokenizer", "image_processor", "renderer", "transformer", "vae", "scheduler")
-MAX_SECONDS = 3600
 
 
 @dataclass
@@ -61,21 +61,36 @@ class OwlPipelineOutput:
     timings: dict[str, float] = field(default_factory=dict)  # seconds spent: world_model, denoise, decode, write, total
 
 
-def load_image(image, height: int, width: int) -> np.ndarray:
-    """A path, PIL image or (H, W, 3) uint8 array -> (height, width, 3) uint8, resized and centre-cropped."""
+def open_image(path: str | Path):
+    """A readable image file -> PIL image (RGB), checked before anything heavy runs: it exists, decodes, and is
+    within PIL's decompression-bomb limit (`PIL.Image.MAX_IMAGE_PIXELS`), which is an error here, not a warning."""
+    import warnings
+
     from PIL import Image, UnidentifiedImageError
 
-    if isinstance(image, (str, Path)):
-        path = Path(image)
-        if not path.is_file():
-            raise OwlError(f"image not found: {str(path)!r}")
-        try:
+    path = Path(path)
+    if not path.is_file():
+        raise OwlError(f"image not found: {str(path)!r}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as f:
-                image = f.convert("RGB")
-        except (UnidentifiedImageError, OSError) as exc:
-            raise OwlError(f"cannot read image {str(path)!r}: not a readable image file") from exc
+                return f.convert("RGB")
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise OwlError(f"image {str(path)!r} is too large: more than {Image.MAX_IMAGE_PIXELS} pixels "
+                       "(PIL's decompression-bomb limit); resize it first") from exc
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise OwlError(f"cannot read image {str(path)!r}: not a readable image file") from exc
+
+
+def load_image(image, height: int, width: int) -> np.ndarray:
+    """A path, PIL image or (H, W, 3) uint8 array -> (height, width, 3) uint8, resized and centre-cropped."""
+    from PIL import Image
+
+    if isinstance(image, (str, Path)):
+        image = open_image(image)
     elif isinstance(image, np.ndarray):
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8 or 0 in image.shape:
             raise OwlError(f"image array must be uint8 (H, W, 3), got {image.dtype} {image.shape}")
         image = Image.fromarray(image)
     elif not isinstance(image, Image.Image):
@@ -85,6 +100,59 @@ def load_image(image, height: int, width: int) -> np.ndarray:
     resized = image.resize((max(width, round(image.width * scale)), max(height, round(image.height * scale))), Image.BICUBIC)
     left, top = (resized.width - width) // 2, (resized.height - height) // 2
     return np.array(resized.crop((left, top, left + width, top + height)), dtype=np.uint8)
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """A device this machine has. "auto": this process's GPU (LOCAL_RANK under accelerate / torchrun) when CUDA
+    is there, else the CPU. A device torch does not know, or one this machine lacks, is a one-line error."""
+    import os
+
+    if isinstance(device, str) and device == "auto":
+        return torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}" if torch.cuda.is_available() else "cpu")
+    accepted = "auto, cpu, cuda, cuda:N or mps"
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise OwlError(f"unknown device {device!r}; accepted: {accepted}") from None
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise OwlError(f"device {str(device)!r}: this machine has no CUDA GPU that torch can use; use cpu or auto")
+        if dev.index is not None and dev.index >= count:
+            raise OwlError(f"device {str(device)!r}: this machine has {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}")
+    elif dev.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise OwlError(f"device {str(device)!r}: MPS is not available on this machine; use cpu or auto")
+    elif dev.type not in ("cpu", "meta"):  # meta: shapes without weights, for checks at real size
+        raise OwlError(f"unsupported device {str(device)!r}; accepted: {accepted}")
+    return dev
+
+
+def check_model_folder(path: str | Path) -> Path:
+    """A folder written by `OwlPipeline.save_pretrained`, checked before any weights load: its model_index.json
+    reads as an Owl pipeline's and every component it lists is there."""
+    path = Path(path)
+    if not path.is_dir():
+        raise OwlError(f"model folder not found: {str(path)!r}")
+    index_file = path / "model_index.json"
+    try:
+        index = json.loads(index_file.read_text())
+    except FileNotFoundError:
+        raise OwlError(f"{str(path)!r} is not an Owl model folder: it has no model_index.json") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise OwlError(f"{str(index_file)!r} is not valid JSON; an Owl model folder's index names "
+                       f"_class_name OwlPipeline and its components") from exc
+    if not isinstance(index, dict) or index.get("_class_name") != "OwlPipeline":
+        found = index.get("_class_name") if isinstance(index, dict) else type(index).__name__
+        raise OwlError(f"{str(index_file)!r} describes {found!r}, not an Owl pipeline (_class_name OwlPipeline)")
+    if index.get("components", list(COMPONENTS)) != list(COMPONENTS):
+        raise OwlError(f"{str(index_file)!r} lists components {index.get('components')!r}; an Owl pipeline has "
+                       f"{list(COMPONENTS)}")
+    missing = [c for c in COMPONENTS if not (path / c).is_dir()]
+    if missing:
+        raise OwlError(f"model folder {str(path)!r} is missing component(s) {missing}; a saved Owl pipeline "
+                       f"has {list(COMPONENTS)}")
+    return path
 
 
 class OwlPipeline:
@@ -110,6 +178,7 @@ class OwlPipeline:
         from owl.tokenizer import build_tiny_tokenizer
 
         preset = get_preset(name) if isinstance(name, str) else name
+        device = resolve_device(device)
         tokenizer = build_tiny_tokenizer()
         ids = {k: tokenizer.convert_tokens_to_ids(t) for k, t in (
             ("eos_token_id", "<|im_end|>"), ("pad_token_id", "<|endoftext|>"),
@@ -143,13 +212,8 @@ class OwlPipeline:
         from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanTransformer3DModel
         from transformers import AutoModelForImageTextToText, AutoTokenizer, Qwen2VLImageProcessorPil
 
-        path = Path(path)
-        if not path.is_dir():
-            raise OwlError(f"model folder not found: {str(path)!r}")
-        missing = [c for c in COMPONENTS if not (path / c).is_dir()]
-        if missing:
-            raise OwlError(f"model folder {str(path)!r} is missing component(s) {missing}; a saved Owl pipeline "
-                           f"has {list(COMPONENTS)}")
+        path = check_model_folder(path)
+        device = resolve_device(device)
 
         def load(name, fn):
             try:
@@ -243,28 +307,16 @@ class OwlPipeline:
 
     # --- generation -----------------------------------------------------------------------------------------
 
-    def check_inputs(self, prompt: str, image, seconds: float, fps: float, height: int, width: int,
-                     num_inference_steps: int, guidance_scale: float, memory: str, output) -> None:
+    def check_inputs(self, prompt: str, image, settings: RolloutSettings, output) -> None:
+        """What a new rollout needs beyond valid settings (RolloutSettings checks those): a prompt, a size this
+        model can film, an output path that can be written."""
         if not isinstance(prompt, str):
             raise OwlError(f"prompt must be a string, got {type(prompt).__name__}")
         if image is None and not prompt.strip():
             raise OwlError("prompt is empty; text-to-video needs a prompt (image-to-video may leave it empty)")
-        self._check_settings(seconds, fps, height, width, num_inference_steps, guidance_scale, memory, output)
-
-    def _check_settings(self, seconds, fps, height, width, num_inference_steps, guidance_scale, memory, output) -> None:
-        if not isinstance(seconds, (int, float)) or not 0 < seconds <= MAX_SECONDS:
-            raise OwlError(f"seconds must be > 0 and <= {MAX_SECONDS}, got {seconds}")
-        if not isinstance(fps, (int, float)) or not 1 <= fps <= 120:
-            raise OwlError(f"fps must be between 1 and 120, got {fps}")
-        self.renderer.check_size(height, width)
-        if not isinstance(num_inference_steps, int) or num_inference_steps < 1:
-            raise OwlError(f"num_inference_steps must be a positive integer, got {num_inference_steps}")
-        if not isinstance(guidance_scale, (int, float)) or guidance_scale < 1:
-            raise OwlError(f"guidance_scale must be >= 1 (1 turns guidance off), got {guidance_scale}")
-        if memory not in ("full", "last"):
-            raise OwlError(f"memory must be 'full' or 'last', got {memory!r}")
+        self.renderer.check_size(settings.height, settings.width)
         if output is not None:
-            _check_output(output)
+            check_output(output)
 
     @torch.no_grad()
     def __call__(self, prompt: str = "", image=None, seconds: float = 8.0, fps: float | None = None,
@@ -290,8 +342,7 @@ class OwlPipeline:
         """
         settings = self._settings(seconds, fps, height, width, num_inference_steps, guidance_scale, memory, seed,
                                   do_sample, temperature, max_observations, max_steps)
-        self.check_inputs(prompt, image, settings.seconds, settings.fps, settings.height, settings.width,
-                          settings.num_inference_steps, settings.guidance_scale, memory, output)
+        self.check_inputs(prompt, image, settings, output)
         total = plan_clips(self.renderer, settings.seconds, settings.fps)[1]
         plan = self._plan_dynamics(dynamics, settings, done=0, written=0, total=total)
         if session is not None and output is None:
@@ -306,15 +357,16 @@ class OwlPipeline:
             storyboard = run(chunks.append)
             frames = np.concatenate(chunks)
             return OwlPipelineOutput(None, frames, len(frames), settings.fps, len(frames) / settings.fps, storyboard, timings)
-        if session is None:
-            with VideoWriter(output, fps=settings.fps) as writer:
-                storyboard = run(writer.append)
-            n = writer.num_frames
-            return OwlPipelineOutput(Path(output), None, n, settings.fps, n / settings.fps, storyboard, timings)
-        _check_session_beside(session, output)
-        folder = SessionFolder.create(session, prompt=prompt, image=first, settings=settings, dynamics=plan,
-                                      output=output, model=self.source)
-        return self._run_session(folder, None, callback, progress)
+        with output_lock(output):
+            if session is None:
+                with VideoWriter(output, fps=settings.fps) as writer:
+                    storyboard = run(writer.append)
+                n = writer.num_frames
+                return OwlPipelineOutput(Path(output), None, n, settings.fps, n / settings.fps, storyboard, timings)
+            _check_session_beside(session, output)
+            folder = SessionFolder.create(session, prompt=prompt, image=first, settings=settings, dynamics=plan,
+                                          output=output, model=self.source)
+            return self._run_session(folder, None, callback, progress)
 
     # --- world sessions -------------------------------------------------------------------------------------
 
@@ -330,9 +382,10 @@ class OwlPipeline:
         folder.check_resumable()
         s = folder.settings
         self.renderer.check_size(s.height, s.width)
-        remove_stale_temporaries(folder.output.parent, stem=folder.output.stem)
-        start = folder.replay(self.world_model) if folder.records else None
-        return self._run_session(folder, start, callback, progress)
+        with output_lock(check_output(folder.output)):
+            remove_stale_temporaries(folder.output.parent, stem=folder.output.stem)
+            start = folder.replay(self.world_model) if folder.records else None
+            return self._run_session(folder, start, callback, progress)
 
     @torch.no_grad()
     def branch(self, session: str | Path, at: int, output: str | Path, dynamics: list[str | None] | None = None,
@@ -349,12 +402,10 @@ class OwlPipeline:
                            f"clip 0 is made from the prompt alone), got {at!r}")
         settings = src.settings
         if seconds is not None:
-            _check_seconds(seconds)
-            settings = replace(settings, seconds=float(seconds))
+            settings = replace(settings, seconds=seconds)
         if seed is not None:
-            _check_seed(seed)
             settings = replace(settings, seed=seed)
-        output = _check_output(output)
+        output = check_output(output)
         target = session_path(output)
         if target.resolve() == src.path.resolve() or output.resolve() == src.output.resolve():
             raise OwlError(f"out {str(output)!r} would overwrite the session it branches from; choose another out")
@@ -367,15 +418,16 @@ class OwlPipeline:
         if total <= written:
             raise OwlError(f"a {settings.seconds:g} s video ends within clip {at - 1}: nothing to branch at clip {at}; "
                            "give more seconds")
-        folder = SessionFolder.create(target, prompt=src.prompt, image=src.image(), settings=settings, dynamics=plan,
-                                      output=output, model=src.model or self.source,
-                                      parent={"session": str(src.path.resolve()), "at": at}, status="preparing")
-        folder.copy_clips(src, at)
-        if seed is not None:
-            folder.save_clip(replace(last, rng=torch.Generator("cpu").manual_seed(seed).get_state()))
-        start = folder.replay(self.world_model, upto=at - 1)
-        folder.mark_running()
-        return self._run_session(folder, start, callback, progress)
+        with output_lock(output):
+            folder = SessionFolder.create(target, prompt=src.prompt, image=src.image(), settings=settings,
+                                          dynamics=plan, output=output, model=src.model or self.source,
+                                          parent={"session": str(src.path.resolve()), "at": at}, status="preparing")
+            folder.copy_clips(src, at)
+            if seed is not None:
+                folder.save_clip(replace(last, rng=torch.Generator("cpu").manual_seed(seed).get_state()))
+            start = folder.replay(self.world_model, upto=at - 1)
+            folder.mark_running()
+            return self._run_session(folder, start, callback, progress)
 
     @torch.no_grad()
     def extend(self, source: str | Path, seconds: float, output: str | Path,
@@ -391,51 +443,58 @@ class OwlPipeline:
         context. `prompt`, `seed` and the size options apply to a video source only. The output holds the source
         followed by the new clips; a session is saved beside it.
         """
-        _check_seconds(seconds)
-        output = _check_output(output)
+        check_setting("seconds", seconds)
+        output = check_output(output)
         source = Path(source)
         target = session_path(output)
-        if source.is_dir():
-            src = SessionFolder.open(source)
-            if not src.complete:
-                raise OwlError(f"session {str(src.path)!r} is not finished; resume it first "
-                               f"(owl generate --resume {src.path})")
-            if target.resolve() == src.path.resolve() or output.resolve() == src.output.resolve():
-                raise OwlError(f"out {str(output)!r} would overwrite the session it extends; choose another out")
-            done, s = len(src.records), src.settings
-            settings = replace(s, seconds=src.written / s.fps + float(seconds))
-            _check_seconds(settings.seconds, what="the extended video's seconds")
-            total = plan_clips(self.renderer, settings.seconds, settings.fps)[1]
-            last = src.load_clip(done - 1)
-            written = src.written + max(0, min(len(last.frames) - last.video_frames, total - src.written))
-            prefix = (src.dynamics + [None] * done)[: done - 1]
-            plan = self._plan_dynamics(dynamics, settings, done=done, written=written, total=total, prefix=prefix)
-            folder = SessionFolder.create(target, prompt=src.prompt, image=src.image(), settings=settings,
-                                          dynamics=plan, output=output, model=src.model or self.source,
-                                          parent={"session": str(src.path.resolve()), "extends": True},
-                                          status="preparing")
-            folder.copy_clips(src, done)
-            start = folder.replay(self.world_model)
-            folder.mark_running()
-            return self._run_session(folder, start, callback, progress)
+        if source.exists() and source.resolve() in (output.resolve(), target.resolve()):
+            raise OwlError(f"out {str(output)!r} would overwrite the source it extends; choose another out")
+        with output_lock(output):
+            if source.is_dir():
+                return self._extend_session(SessionFolder.open(source), seconds, output, dynamics, callback, progress)
+            return self._extend_video(source, seconds, output, dynamics, prompt, seed, fps, height, width,
+                                      num_inference_steps, guidance_scale, memory, callback, progress)
 
-        settings = self._settings(seconds, fps, height, width, num_inference_steps, guidance_scale, memory, seed,
-                                  False, 1.0)
+    def _extend_session(self, src: SessionFolder, seconds: float, output: Path, dynamics, callback,
+                        progress) -> OwlPipelineOutput:
+        if not src.complete:
+            raise OwlError(f"session {str(src.path)!r} is not finished; resume it first "
+                           f"(owl generate --resume {src.path})")
+        if session_path(output).resolve() == src.path.resolve() or output.resolve() == src.output.resolve():
+            raise OwlError(f"out {str(output)!r} would overwrite the session it extends; choose another out")
+        done, s = len(src.records), src.settings
+        settings = replace(s, seconds=src.written / s.fps + seconds)
+        total = plan_clips(self.renderer, settings.seconds, settings.fps)[1]
+        last = src.load_clip(done - 1)
+        written = src.written + max(0, min(len(last.frames) - last.video_frames, total - src.written))
+        prefix = (src.dynamics + [None] * done)[: done - 1]
+        plan = self._plan_dynamics(dynamics, settings, done=done, written=written, total=total, prefix=prefix)
+        folder = SessionFolder.create(session_path(output), prompt=src.prompt, image=src.image(), settings=settings,
+                                      dynamics=plan, output=output, model=src.model or self.source,
+                                      parent={"session": str(src.path.resolve()), "extends": True},
+                                      status="preparing")
+        folder.copy_clips(src, done)
+        start = folder.replay(self.world_model)
+        folder.mark_running()
+        return self._run_session(folder, start, callback, progress)
+
+    def _extend_video(self, source: Path, seconds: float, output: Path, dynamics, prompt, seed, fps, height, width,
+                      num_inference_steps, guidance_scale, memory, callback, progress) -> OwlPipelineOutput:
         if not isinstance(prompt, str):
             raise OwlError(f"prompt must be a string, got {type(prompt).__name__}")
-        self._check_settings(settings.seconds, settings.fps, settings.height, settings.width,
-                             settings.num_inference_steps, settings.guidance_scale, memory, output)
+        settings = self._settings(seconds, fps, height, width, num_inference_steps, guidance_scale, memory, seed,
+                                  False, 1.0)
+        self.renderer.check_size(settings.height, settings.width)
         frames, _ = read_video(source, fps=settings.fps, size=(settings.height, settings.width))
-        settings = replace(settings, seconds=len(frames) / settings.fps + float(seconds))
-        _check_seconds(settings.seconds, what="the extended video's seconds")
+        settings = replace(settings, seconds=len(frames) / settings.fps + seconds)
         total = plan_clips(self.renderer, settings.seconds, settings.fps)[1]
         first, rest = self.renderer.frames_per_clip(True), self.renderer.frames_per_clip(False)
         done = 1 + max(0, -(-(len(frames) - first) // rest))
         plan = self._plan_dynamics(dynamics, settings, done=done, written=len(frames), total=total,
                                    prefix=[None] * (done - 1))
-        folder = SessionFolder.create(target, prompt=prompt, image=None, settings=settings, dynamics=plan,
-                                      output=output, model=self.source, parent={"video": str(source.resolve())},
-                                      status="preparing")
+        folder = SessionFolder.create(session_path(output), prompt=prompt, image=None, settings=settings,
+                                      dynamics=plan, output=output, model=self.source,
+                                      parent={"video": str(source.resolve())}, status="preparing")
         start = observe_video(self.world_model, self.renderer, folder, frames, settings, prompt)
         folder.mark_running()
         return self._run_session(folder, start, callback, progress)
@@ -467,16 +526,14 @@ class OwlPipeline:
 
     def _settings(self, seconds, fps, height, width, num_inference_steps, guidance_scale, memory, seed, do_sample,
                   temperature, max_observations=None, max_steps=None) -> RolloutSettings:
+        """The rollout's settings, None meaning the model's own default; RolloutSettings checks every value."""
         cfg = self.renderer.config
         default = lambda value, fallback: fallback if value is None else value
-        _check_seed(seed)
         return RolloutSettings(
             seconds=seconds, fps=default(fps, cfg.fps), height=default(height, cfg.height),
             width=default(width, cfg.width), num_inference_steps=default(num_inference_steps, cfg.num_inference_steps),
-            guidance_scale=default(guidance_scale, cfg.guidance_scale),
-            memory=memory, seed=seed, do_sample=do_sample, temperature=temperature,
-            max_observations=check_history_bound(max_observations, "max_observations"),
-            max_steps=check_history_bound(max_steps, "max_steps"))
+            guidance_scale=default(guidance_scale, cfg.guidance_scale), memory=memory, seed=seed,
+            do_sample=do_sample, temperature=temperature, max_observations=max_observations, max_steps=max_steps)
 
     def _plan_dynamics(self, dynamics, settings: RolloutSettings, done: int, written: int, total: int,
                        prefix: list[str | None] = ()) -> list[str | None]:
@@ -548,26 +605,6 @@ def _checked_transformers_load(cls, path: Path, **kwargs):
         first = {k: sorted(v)[:3] for k, v in bad.items()}
         raise OwlError(f"weights in {str(path)!r} do not match its config: {first}")
     return model
-
-
-def _check_seconds(seconds, what: str = "seconds") -> None:
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 < seconds <= MAX_SECONDS:
-        raise OwlError(f"{what} must be > 0 and <= {MAX_SECONDS}, got {seconds:g}" if isinstance(seconds, (int, float))
-                       else f"{what} must be a number, got {seconds!r}")
-
-
-def _check_seed(seed) -> None:
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2 ** 63:
-        raise OwlError(f"seed must be a non-negative integer, got {seed!r}")
-
-
-def _check_output(output) -> Path:
-    out = Path(output)
-    if out.suffix.lower() != ".mp4":
-        raise OwlError(f"output must be an .mp4 path, got {str(out)!r}")
-    if not out.parent.is_dir():
-        raise OwlError(f"output folder does not exist: {str(out.parent)!r}")
-    return out
 
 
 def _check_session_beside(session, output) -> None:

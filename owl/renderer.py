@@ -72,12 +72,19 @@ class Renderer(nn.Module):
     def size_multiple(self) -> int:
         return self.spatial_scale * self.transformer.config.patch_size[1]
 
+    @property
+    def max_size(self) -> int:
+        """The largest height or width the transformer can place: its rotary embedding holds `rope_max_seq_len`
+        positions per axis, one per patch."""
+        return self.size_multiple * int(getattr(self.transformer.config, "rope_max_seq_len", 1024))
+
     def check_size(self, height: int, width: int) -> None:
-        m = self.size_multiple
+        m, most = self.size_multiple, self.max_size
         for name, value in (("height", height), ("width", width)):
-            if not isinstance(value, int) or value < m or value % m:
-                raise OwlError(f"{name} must be a positive multiple of {m} (the VAE's {self.spatial_scale}x times the "
-                               f"transformer's patch {m // self.spatial_scale}), got {value}")
+            if isinstance(value, bool) or not isinstance(value, int) or not m <= value <= most or value % m:
+                raise OwlError(f"{name} must be a multiple of {m} from {m} to {most} for this model (the VAE's "
+                               f"{self.spatial_scale}x times the transformer's patch {m // self.spatial_scale}, at most "
+                               f"{most // m} patches), got {value!r}")
 
     def frames_per_clip(self, first: bool) -> int:
         """Video frames each clip adds: 4n (n new latent frames), and one more for the opening clip."""

@@ -23,8 +23,9 @@ run would have.
 from __future__ import annotations
 
 import json
+import math
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Callable
 
@@ -99,8 +100,16 @@ class LoopStart:
     written: int  # frames of the video so far
 
 
+MAX_SECONDS = 3600  # the longest video one rollout makes
+MEMORIES = ("full", "last")
+
+
 @dataclass
 class RolloutSettings:
+    """The settings of one rollout. Every value is checked here, whoever builds it (the API, the CLI before it
+    loads a model, a batch row, a saved session): one place, one message per mistake. The height and width are
+    also checked against the model by `Renderer.check_size`."""
+
     seconds: float
     fps: float
     height: int
@@ -113,6 +122,46 @@ class RolloutSettings:
     temperature: float = 1.0
     max_observations: int | None = None  # keep the visual tokens of the last K observations only (None: all)
     max_steps: int | None = None  # keep states and dynamics of the last M steps only (None: all)
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            check_setting(f.name, getattr(self, f.name))
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _integer(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+# name -> (is the value accepted, what is accepted)
+_RULES: dict[str, tuple[Callable[[object], bool], str]] = {
+    "seconds": (lambda v: _number(v) and 0 < v <= MAX_SECONDS, f"a number > 0 and <= {MAX_SECONDS}"),
+    "fps": (lambda v: _number(v) and 1 <= v <= 120, "a number from 1 to 120"),
+    "height": (lambda v: _integer(v) and v > 0, "a positive integer"),
+    "width": (lambda v: _integer(v) and v > 0, "a positive integer"),
+    "num_inference_steps": (lambda v: _integer(v) and 1 <= v <= 1000, "an integer from 1 to 1000"),
+    "guidance_scale": (lambda v: _number(v) and 1 <= v <= 100, "a finite number from 1 (no guidance) to 100"),
+    "memory": (lambda v: v in MEMORIES, " or ".join(map(repr, MEMORIES))),
+    "seed": (lambda v: _integer(v) and 0 <= v < 2 ** 63, "an integer from 0 to 2**63 - 1"),
+    "do_sample": (lambda v: isinstance(v, bool), "true or false"),
+    "temperature": (lambda v: _number(v) and 0 < v <= 100, "a finite number > 0 and <= 100"),
+    "max_observations": (lambda v: v is None or (_integer(v) and v >= 1), "a positive integer (or None: keep all)"),
+    "max_steps": (lambda v: v is None or (_integer(v) and v >= 1), "a positive integer (or None: keep all)"),
+}
+
+
+def check_setting(name: str, value) -> None:
+    """Raise OwlError unless `value` is an accepted value of RolloutSettings field `name`."""
+    accepted, what = _RULES[name]
+    try:
+        ok = bool(accepted(value))
+    except TypeError:  # a value of a type the rule cannot compare (a list where a number belongs)
+        ok = False
+    if not ok:
+        raise OwlError(f"{name} must be {what}, got {value!r}")
 
 
 def key_frames(clip_thwc: np.ndarray, k: int) -> np.ndarray:
@@ -200,7 +249,8 @@ def rollout(world_model: WorldModel, renderer: Renderer, prompt: str, settings: 
                 on_clip(replace(last, record=record, video_frames=last.video_frames + more))
     timings["world_model"] = timings.get("world_model", 0.0) + time.perf_counter() - started
 
-    bar = tqdm(total=num_clips, initial=first, desc="clips", unit="clip", disable=not progress)
+    # leave=False: the bar goes when the video is done, and the caller's one line says what was made
+    bar = tqdm(total=num_clips, initial=first, desc="clips", unit="clip", disable=not progress, leave=False)
     for t in range(first, num_clips):
         # 1. Observe o_{t-1}, then the dynamics d_{t-1} (given or predicted); then the state s_t.
         tick = time.perf_counter()

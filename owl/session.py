@@ -4,8 +4,9 @@ A session is a folder beside the video it makes (`out.mp4` -> `out.session/`):
 
     session.json              format, status ("preparing", "running" or "complete"), the model, the
                               output's file name, the prompt, the settings (`RolloutSettings`), the dynamics
-                              plan d_0, d_1, ..., and per finished clip its record (index, start, end,
-                              dynamics, predicted, source) and how many of its frames are in the video
+                              plan d_0, d_1, ..., the first image's SHA-256, and per finished clip its record
+                              (index, start, end, dynamics, predicted, source), how many of its frames are in
+                              the video and the SHA-256 of its file
     start.safetensors         image: the first image (H, W, 3) uint8, for image-to-video only
     clips/000000.safetensors  one per finished clip:
         frames       (T, H, W, 3) uint8   the clip as filmed, uncut: the video so far is these, cut per record
@@ -16,6 +17,12 @@ A session is a folder beside the video it makes (`out.mp4` -> `out.session/`):
 Nothing is pickled: tensors are safetensors, the rest JSON. Every file is written atomically (temporary file and
 rename), each clip's file before session.json names it, so a kill at any moment leaves a session of complete
 clips only: resuming loses at most the clip that was in progress.
+
+What is read back is checked, each failure one `OwlError` line naming the file: `open` builds the session's
+`RolloutSettings` (which checks types and ranges), so a hand-edited setting is refused before any model loads;
+every tensor file must match the SHA-256 recorded when it was written (flipped bytes never reach a video), and
+its frames the session's height x width. Format 1 sessions recorded no checksums: their files are read
+unverified.
 
 The LMM's KV cache is not saved (it is large and tied to library versions): `replay` runs a fresh `WorldSession`
 through the same calls, in the same order and the same chunks, as the loop did (start(prompt, image), then per
@@ -31,10 +38,11 @@ finished session may be deleted when it will not be branched or extended.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
+import math
 import os
 import re
-import shutil
 import time
 from pathlib import Path
 from typing import Iterator
@@ -48,7 +56,8 @@ from owl.rollout import ClipRecord, ClipStep, LoopStart, RolloutSettings, key_fr
 from owl.video_io import VideoWriter, write_bytes_atomic
 from owl.world_model import WorldModel
 
-FORMAT = 1
+FORMAT = 2  # 2 added the SHA-256 of each tensor file
+READS = (1, 2)  # format 1 sessions (no checksums) still open
 SESSION_FILE = "session.json"
 
 
@@ -88,12 +97,14 @@ class SessionFolder:
             _clear(path)
         path.mkdir(parents=True, exist_ok=True)
         (path / "clips").mkdir(exist_ok=True)
+        image_sha256 = None
         if image is not None:
-            _write_tensors(path / "start.safetensors", {"image": torch.from_numpy(np.ascontiguousarray(image))})
+            image_sha256 = _write_tensors(path / "start.safetensors",
+                                          {"image": torch.from_numpy(np.ascontiguousarray(image))})
         meta = {
             "format": FORMAT, "status": status, "model": model, "output": Path(output).name,
-            "prompt": prompt, "has_image": image is not None, "settings": dataclasses.asdict(settings),
-            "dynamics": list(dynamics), "parent": parent, "clips": [],
+            "prompt": prompt, "has_image": image is not None, "image_sha256": image_sha256,
+            "settings": dataclasses.asdict(settings), "dynamics": list(dynamics), "parent": parent, "clips": [],
         }
         folder = cls(path, meta)
         folder._save_meta()
@@ -113,6 +124,7 @@ class SessionFolder:
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise OwlError(f"session {str(path)!r} is damaged: {SESSION_FILE} is not valid JSON") from exc
         _check_meta(meta, path)
+        _read_settings(meta["settings"], path)  # types and ranges, before any model loads
         folder = cls(path, meta)
         for record in folder.records:
             if not folder._clip_file(record.index).is_file():
@@ -129,7 +141,7 @@ class SessionFolder:
 
     @property
     def settings(self) -> RolloutSettings:
-        return RolloutSettings(**{**_SETTINGS_DEFAULTS, **self.meta["settings"]})
+        return _read_settings(self.meta["settings"], self.path)
 
     @property
     def dynamics(self) -> list[str | None]:
@@ -150,7 +162,7 @@ class SessionFolder:
 
     @property
     def records(self) -> list[ClipRecord]:
-        return [ClipRecord(**{k: v for k, v in c.items() if k != "video_frames"}) for c in self.meta["clips"]]
+        return [ClipRecord(**{k: v for k, v in c.items() if k in _RECORD_KEYS}) for c in self.meta["clips"]]
 
     @property
     def written(self) -> int:
@@ -158,27 +170,76 @@ class SessionFolder:
         return sum(c["video_frames"] for c in self.meta["clips"])
 
     def image(self) -> np.ndarray | None:
+        """The first image (H, W, 3) uint8 of an image-to-video session, else None."""
         if not self.meta["has_image"]:
             return None
-        return _read_tensors(self.path / "start.safetensors", self.path)["image"].numpy()
+        tensors = self._read_file(None, ["image"])
+        s = self.settings
+        _check_frames(tensors["image"].numpy(), (s.height, s.width, 3), "image", self._where(None))
+        return tensors["image"].numpy()
 
     def _clip_file(self, index: int) -> Path:
         return self.path / "clips" / f"{index:06d}.safetensors"
 
     def load_clip(self, index: int) -> ClipStep:
-        entry = self.meta["clips"][index]
-        tensors = _read_tensors(self._clip_file(index), self.path)
-        missing = {"frames", "key_frames", "context", "rng"} - set(tensors)
+        """Clip `index` as the loop left it: frames (T, H, W, 3) and key frames (K, H, W, 3) uint8 at the session's
+        size, context latents and generator state; its file verified against its checksum."""
+        tensors = self._read_file(index, ["frames", "key_frames", "context", "rng"])
+        s, video_frames = self.settings, self.meta["clips"][index]["video_frames"]
+        frames, observation = tensors["frames"].numpy(), tensors["key_frames"].numpy()
+        _check_frames(frames, (None, s.height, s.width, 3), "frames", self._where(index))
+        _check_frames(observation, (None, s.height, s.width, 3), "key frames", self._where(index))
+        if len(frames) < video_frames:
+            raise OwlError(f"{self._where(index)}: {len(frames)} frames, but {SESSION_FILE} puts {video_frames} of "
+                           f"them in the video; {self._remedy(index)}")
+        return ClipStep(self.records[index], frames, video_frames, observation, tensors["context"], tensors["rng"])
+
+    # Reading a file: clip `index`, or the first image (index None). The bytes must match the SHA-256 that
+    # session.json recorded when the file was written; a format 1 session recorded none (read unverified).
+
+    def _read_file(self, index: int | None, names: list[str]) -> dict[str, torch.Tensor]:
+        from safetensors import SafetensorError
+        from safetensors.torch import load
+
+        data = self._verified_bytes(index)
+        try:
+            tensors = load(data)
+        except (SafetensorError, ValueError) as exc:
+            raise OwlError(f"{self._where(index)} is damaged: not a safetensors file; {self._remedy(index)}") from exc
+        missing = [name for name in names if name not in tensors]
         if missing:
-            raise OwlError(f"session {str(self.path)!r} is damaged: clip {index} lacks {sorted(missing)}")
-        return ClipStep(self.records[index], tensors["frames"].numpy(), entry["video_frames"],
-                        tensors["key_frames"].numpy(), tensors["context"], tensors["rng"])
+            raise OwlError(f"{self._where(index)} is damaged: it lacks {', '.join(missing)}; {self._remedy(index)}")
+        return tensors
+
+    def _verified_bytes(self, index: int | None) -> bytes:
+        if index is None:
+            file, sha256 = self.path / "start.safetensors", self.meta.get("image_sha256")
+        else:
+            file, sha256 = self._clip_file(index), self.meta["clips"][index].get("sha256")
+        try:
+            data = file.read_bytes()
+        except OSError as exc:
+            raise OwlError(f"{self._where(index)} cannot be read ({exc.strerror}); {self._remedy(index)}") from exc
+        if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
+            raise OwlError(f"{self._where(index)} is damaged: checksum mismatch; {self._remedy(index)}")
+        return data
+
+    def _where(self, index: int | None) -> str:
+        """How messages name a file: 'clip 3 of session 'out.session' (clips/000003.safetensors)'."""
+        what, name = ("the first image", "start.safetensors") if index is None else \
+            (f"clip {index}", f"clips/{self._clip_file(index).name}")
+        return f"{what} of session {str(self.path)!r} ({name})"
+
+    def _remedy(self, index: int | None) -> str:
+        """What to do about a damaged file: clips 1.. can be cut off by a branch; clip 0 or the image cannot."""
+        if not index:
+            return "generate the video again"
+        return f"keep clips 0..{index - 1} with: owl branch {self.path} --at {index} (or generate the video again)"
 
     def video_frames(self, count: int | None = None) -> Iterator[np.ndarray]:
         """The video so far, clip by clip ((T, H, W, 3) uint8 each), of the first `count` clips (all by default)."""
         for index, entry in enumerate(self.meta["clips"][:count]):
-            frames = _read_tensors(self._clip_file(index), self.path)["frames"].numpy()
-            yield frames[: entry["video_frames"]]
+            yield self.load_clip(index).frames[: entry["video_frames"]]
 
     # --- writing --------------------------------------------------------------------------------------------
 
@@ -187,23 +248,21 @@ class SessionFolder:
         index = step.record.index
         if index > len(self.meta["clips"]):
             raise ValueError(f"clip {index} saved before clip {len(self.meta['clips'])}")
-        _write_tensors(self._clip_file(index), {
+        sha256 = _write_tensors(self._clip_file(index), {
             "frames": torch.from_numpy(np.ascontiguousarray(step.frames)),
             "key_frames": torch.from_numpy(np.ascontiguousarray(step.key_frames)),
             "context": step.context.detach().float().cpu().contiguous(),
             "rng": step.rng.contiguous(),
         })
-        entry = {**dataclasses.asdict(step.record), "video_frames": int(step.video_frames)}
+        entry = {**dataclasses.asdict(step.record), "video_frames": int(step.video_frames), "sha256": sha256}
         self.meta["clips"] = self.meta["clips"][:index] + [entry]
         self._save_meta()
 
     def copy_clips(self, source: "SessionFolder", count: int) -> None:
-        """Take clips 0..count-1 from another session (branch, extend), files copied byte for byte."""
+        """Take clips 0..count-1 from another session (branch, extend), files copied byte for byte once their
+        checksums match (with them: a clip the source read unverified stays unverified)."""
         for index in range(count):
-            target = self._clip_file(index)
-            tmp = target.with_name(f".{target.stem}.{os.getpid()}.tmp{target.suffix}")
-            shutil.copyfile(source._clip_file(index), tmp)
-            os.replace(tmp, target)
+            write_bytes_atomic(self._clip_file(index), source._verified_bytes(index))
         self.meta["clips"] = [dict(c) for c in source.meta["clips"][:count]]
         self._save_meta()
 
@@ -343,6 +402,8 @@ def observe_video(world_model: WorldModel, renderer: Renderer, folder: SessionFo
 _SETTINGS_KEYS = {f.name for f in dataclasses.fields(RolloutSettings)}
 # settings added after the first sessions were written: an older session without them takes these
 _SETTINGS_DEFAULTS = {"max_observations": None, "max_steps": None}
+_RECORD_KEYS = {f.name for f in dataclasses.fields(ClipRecord)}
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 _TMP = re.compile(r"^\..+\.(\d+)\.tmp(\.[A-Za-z0-9]+)?$")
 
 
@@ -354,20 +415,85 @@ def _describe_model(model: dict | None) -> str:
 
 def _check_meta(meta, path: Path) -> None:
     where = f"session {str(path)!r} is damaged"
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise OwlError(f"{where}: unknown format (this Owl reads format {FORMAT})")
+    if not isinstance(meta, dict) or meta.get("format") not in READS:
+        raise OwlError(f"{where}: unknown format (this Owl reads formats {', '.join(map(str, READS))})")
     needed = {"status": str, "output": str, "prompt": str, "has_image": bool, "settings": dict, "dynamics": list,
               "clips": list}
     for key, kind in needed.items():
         if not isinstance(meta.get(key), kind):
             raise OwlError(f"{where}: {SESSION_FILE} lacks a valid {key!r}")
-    if not _SETTINGS_KEYS - set(_SETTINGS_DEFAULTS) <= set(meta["settings"]) <= _SETTINGS_KEYS:
-        raise OwlError(f"{where}: settings must have {sorted(_SETTINGS_KEYS)} (older sessions may lack "
-                       f"{sorted(_SETTINGS_DEFAULTS)})")
-    clip_keys = {f.name for f in dataclasses.fields(ClipRecord)} | {"video_frames"}
+    if not all(d is None or isinstance(d, str) for d in meta["dynamics"]):
+        raise OwlError(f"{where}: every entry of 'dynamics' must be a string or null")
+    if meta.get("image_sha256") is not None and not _is_sha256(meta["image_sha256"]):
+        raise OwlError(f"{where}: 'image_sha256' must be 64 lowercase hex digits or null")
     for n, clip in enumerate(meta["clips"]):
-        if not isinstance(clip, dict) or set(clip) != clip_keys or clip.get("index") != n:
+        if not isinstance(clip, dict) or clip.get("index") != n:
             raise OwlError(f"{where}: clip entry {n} is not a clip record")
+        bad = _bad_clip_key(clip)
+        if bad:
+            raise OwlError(f"{where}: clip entry {n} has {bad}")
+
+
+def _bad_clip_key(clip: dict) -> str | None:
+    """What is wrong with a clip entry of session.json (a ClipRecord plus video_frames and sha256), or None."""
+    accepted = {  # key: (test, what it accepts)
+        "index": (_is_count, "a whole number >= 0"), "start": (_is_seconds, "a finite number of seconds >= 0"),
+        "end": (_is_seconds, "a finite number of seconds >= 0"),
+        "dynamics": (lambda v: isinstance(v, str), "a string"),
+        "predicted": (lambda v: isinstance(v, bool), "true or false"),
+        "source": (lambda v: v in ("film", "video"), '"film" or "video"'),
+        "video_frames": (_is_count, "a whole number >= 0"), "sha256": (_is_sha256, "64 lowercase hex digits"),
+    }
+    missing = sorted((_RECORD_KEYS | {"video_frames"}) - set(clip))  # sha256 may be missing: format 1
+    if missing:
+        return f"no {missing[0]!r}"
+    for key, value in clip.items():
+        if key not in accepted:
+            return f"an unknown key {key!r} (accepted: {', '.join(accepted)})"
+        test, what = accepted[key]
+        if not test(value):
+            return f"{key} = {json.dumps(value)}; it must be {what}"
+    return None
+
+
+def _is_count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _is_seconds(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
+
+
+def _is_sha256(value) -> bool:
+    return isinstance(value, str) and bool(_SHA256.fullmatch(value))
+
+
+def _read_settings(saved: dict, path: Path) -> RolloutSettings:
+    """A session's `RolloutSettings` from session.json; OwlError naming the key when one cannot be taken.
+
+    The types and ranges are RolloutSettings' own checks; only the keys (and older sessions' defaults) are the
+    session's."""
+    where = f"session {str(path)!r} has bad settings in {SESSION_FILE}"
+    unknown = sorted(set(saved) - _SETTINGS_KEYS)
+    if unknown:
+        raise OwlError(f"{where}: unknown key {unknown[0]!r} (accepted: {', '.join(sorted(_SETTINGS_KEYS))})")
+    missing = sorted(_SETTINGS_KEYS - set(_SETTINGS_DEFAULTS) - set(saved))
+    if missing:
+        raise OwlError(f"{where}: {missing[0]!r} is missing (only {', '.join(sorted(_SETTINGS_DEFAULTS))} may be, "
+                       "in older sessions)")
+    try:
+        return RolloutSettings(**{**_SETTINGS_DEFAULTS, **saved})
+    except (TypeError, ValueError) as exc:  # OwlError is a ValueError: RolloutSettings' message names the key
+        raise OwlError(f"{where}: {exc}") from exc
+
+
+def _check_frames(array: np.ndarray, shape: tuple[int | None, ...], name: str, where: str) -> None:
+    """OwlError unless `array` is uint8 of `shape` (None: any length >= 1): the session's height x width x 3."""
+    fits = len(array.shape) == len(shape) and all(m >= 1 if n is None else m == n for m, n in zip(array.shape, shape))
+    if array.dtype != np.uint8 or not fits:
+        expected = ", ".join("T" if n is None else str(n) for n in shape)
+        raise OwlError(f"{where}: {name} of shape {tuple(array.shape)} {array.dtype}, expected ({expected}) uint8 "
+                       "(the session's height x width x 3)")
 
 
 def _clear(path: Path) -> None:
@@ -400,17 +526,10 @@ def remove_stale_temporaries(folder: Path, stem: str | None = None) -> None:
             pass
 
 
-def _write_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
+def _write_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> str:
+    """Write a safetensors file atomically; returns its SHA-256 (hex), which session.json records."""
     from safetensors.torch import save
 
-    write_bytes_atomic(path, save(tensors))
-
-
-def _read_tensors(path: Path, session: Path) -> dict[str, torch.Tensor]:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    try:
-        return load_file(path)
-    except (SafetensorError, OSError) as exc:
-        raise OwlError(f"session {str(session)!r} is damaged: cannot read {path.name}") from exc
+    data = save(tensors)
+    write_bytes_atomic(path, data)
+    return hashlib.sha256(data).hexdigest()

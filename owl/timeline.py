@@ -18,6 +18,7 @@ segment that no clip starts in (it would otherwise be dropped without a word).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,8 +98,8 @@ class Timeline:
 
 
 def _seconds(value, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise OwlError(f"{what} must be a number of seconds, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise OwlError(f"{what} must be a finite number of seconds, got {value!r}")
     if value < 0:
         raise OwlError(f"{what} must not be negative, got {value:g}")
     return float(value)

@@ -22,6 +22,8 @@ Shapes: B batch (1 in the loop), L tokens, Q queries, D hidden size, K key frame
 
 from __future__ import annotations
 
+import functools
+import inspect
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -175,7 +177,9 @@ class WorldModel(nn.Module):
 
     def run(self, embeds: torch.Tensor, positions: torch.Tensor, cache=None) -> torch.Tensor:
         """Last-layer hidden states (B, L, D) of `embeds` (B, L, D) at `positions` (3, B, L), extending `cache`."""
-        out = self.language_model(inputs_embeds=embeds, position_ids=positions, past_key_values=cache, use_cache=cache is not None)
+        lm = self.language_model
+        out = lm(inputs_embeds=embeds, position_ids=positions, use_cache=cache is not None,
+                 **{_cache_argument(type(_base_model(lm))): cache})
         return out.last_hidden_state
 
     def run_batch(self, sequences: list[list[Segment]]) -> torch.Tensor:
@@ -219,6 +223,19 @@ class WorldModel(nn.Module):
         weights = _load_safetensors(path / "model.safetensors")
         _load_strict(model, {"state_queries": model.state_queries}, weights, path)
         return model
+
+
+def _base_model(module: nn.Module) -> nn.Module:
+    """The model under a peft wrapper (whose forward takes **kwargs and passes them on), or the module itself."""
+    get_base = getattr(module, "get_base_model", None)
+    return get_base() if callable(get_base) else module
+
+
+@functools.lru_cache(maxsize=None)
+def _cache_argument(cls: type) -> str:
+    """The name of the KV-cache argument of a language model's forward: `cache` since transformers 5.24 (which
+    deprecates `past_key_values`), `past_key_values` before. Read from the signature, so both work without a warning."""
+    return "cache" if "cache" in inspect.signature(cls.forward).parameters else "past_key_values"
 
 
 def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:

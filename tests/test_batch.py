@@ -47,11 +47,11 @@ def test_two_processes_do_every_prompt_once_and_a_rerun_does_nothing(tmp_path):
                "--quiet"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     first = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
-    assert first.returncode == 0, first.stderr[-3000:]
+    assert first.returncode != 0, first.stderr[-3000:]  # rank 0 had a failed row: it exits 2, so the launch fails
+    assert "owl: error: batch rank 0/2: 2 done, 1 failed, 0 skipped" in first.stderr  # rows 0, 2, 4
     summaries = sorted(line for line in first.stdout.splitlines() if line.startswith("batch rank"))
-    assert len(summaries) == 2, first.stdout
-    assert summaries[0].startswith("batch rank 0/2: 2 done, 1 failed, 0 skipped")  # rows 0, 2, 4
-    assert summaries[1].startswith("batch rank 1/2: 2 done, 0 failed, 0 skipped")  # rows 1, 3
+    assert len(summaries) == 1, first.stdout
+    assert summaries[0].startswith("batch rank 1/2: 2 done, 0 failed, 0 skipped")  # rows 1, 3
 
     lines = rank_lines(out_dir)
     ids = [json.loads(line)["id"] for file in lines.values() for line in file]
@@ -77,12 +77,13 @@ def test_one_process_runs_everything_and_retries_failures_on_request(tmp_path, c
     prompts = write_rows(tmp_path / "prompts.jsonl", ROWS[1:3])
     args = ["generate", "--batch", str(prompts), "--out-dir", str(tmp_path), "--preset", "tiny", "--quiet",
             "--no-session"]
-    assert main(args) == 0
-    assert capsys.readouterr().out.startswith("batch rank 0/1: 1 done, 1 failed, 0 skipped")
+    assert main(args) == 2  # a failed row: the run went on, but it did not succeed
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("owl: error: batch rank 0/1: 1 done, 1 failed, 0 skipped"), err
     assert not (tmp_path / "00000.session").exists()
     (tmp_path / "missing.png").write_bytes(b"still not an image")
-    assert main([*args, "--retry-failed"]) == 0
-    assert capsys.readouterr().out.startswith("batch rank 0/1: 0 done, 1 failed, 1 skipped")
+    assert main([*args, "--retry-failed"]) == 2
+    assert capsys.readouterr().err.startswith("owl: error: batch rank 0/1: 0 done, 1 failed, 1 skipped")
     manifest = [json.loads(line) for line in (tmp_path / "manifest.jsonl").read_text().splitlines()]
     assert [(m["id"], m["status"]) for m in manifest] == [("00000", "ok"), ("bad", "failed")]
     assert "cannot read image" in manifest[1]["error"]  # the latest attempt

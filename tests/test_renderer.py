@@ -97,10 +97,14 @@ def test_real_size_shapes_on_meta():
         projector = StateProjector(q, preset.renderer.state_dim, transformer.config.text_dim)
         from transformers import DynamicCache
 
+        from owl.world_model import _cache_argument
+
         cache = DynamicCache(config=vlm.config.get_text_config())
         embeds = torch.empty(1, q, d)
         positions = torch.arange(q).expand(3, 1, q)
-        states = vlm.model.language_model(inputs_embeds=embeds, position_ids=positions, past_key_values=cache, use_cache=True).last_hidden_state
+        lm = vlm.model.language_model
+        states = lm(inputs_embeds=embeds, position_ids=positions, use_cache=True,
+                    **{_cache_argument(type(lm)): cache}).last_hidden_state
         cond = projector(states)
         r = preset.renderer
         n = r.clip_latent_frames + r.context_latent_frames

@@ -233,7 +233,7 @@ def run_cli(capsys, *args):
     (["extend", "{tmp}/none.mp4", "--seconds", "2", "--out", "{tmp}/e.mp4", "--preset", "tiny"], "nothing to extend"),
     (["extend", "{tmp}/garbage.mp4", "--seconds", "2", "--out", "{tmp}/e.mp4", "--preset", "tiny"], "cannot read video"),
     (["extend", "{session}", "--seconds", "2", "--prompt", "x", "--out", "{tmp}/e.mp4"], "drop --prompt"),
-    (["extend", "{session}", "--seconds", "0", "--out", "{tmp}/e.mp4", "--preset", "tiny"], "seconds must be > 0"),
+    (["extend", "{session}", "--seconds", "0", "--out", "{tmp}/e.mp4", "--preset", "tiny"], "seconds must be a number > 0"),
     (["extend", "{tmp}/broken.session", "--seconds", "2", "--out", "{tmp}/e.mp4"], "is damaged"),
     (["generate", "--resume", "{tmp}/prep.session"], "interrupted while branch or extend was preparing it"),
 ])

@@ -42,3 +42,20 @@ def test_cli_defaults_to_the_shipped_model(tmp_path, capsys):
     assert out.is_file()
     storyboard = json.loads(out.with_suffix(".storyboard.json").read_text())
     assert storyboard["seconds"] == pytest.approx(2)
+
+
+def test_the_readmes_python_snippets_run_as_written(tmp_path):
+    """Every ```python block of the README, run in order as a user would paste it, next to the shipped model."""
+    import re
+    import subprocess
+    import sys
+
+    readme = (SHIPPED.parent.parent / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
+    assert len(blocks) >= 2
+    (tmp_path / "checkpoints").symlink_to(SHIPPED.parent)
+    for number, code in enumerate(blocks, 1):
+        run = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+        assert run.returncode == 0, f"README python block {number} failed:\n{run.stderr[-2000:]}"
+    assert (tmp_path / "ball.mp4").is_file() and (tmp_path / "fork.mp4").is_file()
+    assert (tmp_path / "longer.mp4").is_file() and (tmp_path / "my-model" / "model_index.json").is_file()

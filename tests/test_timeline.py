@@ -54,8 +54,8 @@ def test_segment_edges_are_half_open():
     ([{"start": 0, "dynamics": "a"}], "needs exactly one of end or duration"),
     ([{"start": 0, "end": 2, "duration": 2, "dynamics": "a"}], "needs exactly one of end or duration"),
     ([{"start": 0, "end": 2}], "needs a non-empty dynamics text"),
-    ([{"start": "0s", "end": 2, "dynamics": "a"}], "start must be a number of seconds"),
-    ([{"start": True, "end": 2, "dynamics": "a"}], "start must be a number of seconds"),
+    ([{"start": "0s", "end": 2, "dynamics": "a"}], "start must be a finite number of seconds"),
+    ([{"start": True, "end": 2, "dynamics": "a"}], "start must be a finite number of seconds"),
     ([{"duration": 0, "dynamics": "a"}], "duration must be > 0"),
 ])
 def test_invalid_segments(segments, message):

@@ -131,8 +131,14 @@ def test_resume_matches_an_uninterrupted_run(tmp_path, shapes, monkeypatch):
 def test_lora_adapters_save_and_load_through_peft(tmp_path, shapes):
     from peft import PeftModel
 
+    from safetensors import safe_open
+
     out = run("generate", tmp_path, shapes, "steps=3", "batch_size=2", "lora_rank=4", "lr_lora=1e-2")
     assert (out / "model" / "lora" / "adapter_config.json").is_file()
+    with safe_open(out / "checkpoints" / "step-0000003" / "trainable.safetensors", "pt") as f:
+        saved = list(f.keys())  # the resume state holds what trains: the adapters, not the LMM they adapt
+    lm = [name for name in saved if ".language_model." in name]
+    assert lm and all("lora_" in name for name in lm)
     trained = OwlPipeline.from_pretrained(out / "model").world_model
     base = OwlPipeline.from_preset("tiny", seed=0).world_model
     adapted = PeftModel.from_pretrained(base.vlm.model.language_model, out / "model" / "lora")
@@ -155,35 +161,42 @@ def free_port() -> int:
 
 SLOW_RANK_1 = """
 import os, time
-if os.environ.get("RANK") == "1":  # rank 1 writes each file a second late, as on a loaded machine
-    import torch
-    _save = torch.save
+if os.environ.get("RANK") == "1":  # rank 1 writes each tensor file a second late, as on a loaded machine
+    import safetensors.torch
+    _save = safetensors.torch.save_file
     def _slow_save(*args, **kwargs):
         time.sleep(1.0)
         return _save(*args, **kwargs)
-    torch.save = _slow_save
+    safetensors.torch.save_file = _slow_save
 """
 
 
 def test_two_processes_hold_the_same_weights(tmp_path, shapes):
+    """Two DDP processes (gloo on CPU) train, checkpoint and resume with the same weights on both."""
     out = tmp_path / "ddp"
     slow = tmp_path / "slow"
     slow.mkdir()
     (slow / "sitecustomize.py").write_text(SLOW_RANK_1)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(filter(None, [str(slow), os.environ.get("PYTHONPATH")]))}
-    proc = subprocess.run(
-        [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--main_process_port", str(free_port()),
-         "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "owl.train", "generate",
-         "--set", f"data={shapes}", "--set", f"output_dir={out}", "--set", "steps=3", "--set", "batch_size=1", "--set", "save_every=2", "--quiet"],
-        capture_output=True, text=True, env=env, timeout=300)
-    failed = [line for line in proc.stderr.splitlines() if line.startswith("[rank") and "Warning" not in line]
-    assert proc.returncode == 0, "\n".join(failed[:40]) or proc.stderr[-2000:]  # the ranks' own tracebacks
-    sums = [json.loads((out / f"weights_rank{r}.json").read_text())["sum"] for r in (0, 1)]
-    assert sums[0] == sums[1]
+
+    def launch(steps, *extra):
+        proc = subprocess.run(
+            [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--main_process_port", str(free_port()),
+             "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "owl.train", "generate",
+             "--set", f"data={shapes}", "--set", f"output_dir={out}", "--set", f"steps={steps}", "--set", "batch_size=1", "--set", "save_every=2", "--quiet", *extra],
+            capture_output=True, text=True, env=env, timeout=300)
+        failed = [line for line in proc.stderr.splitlines() if line.startswith("[rank") and "Warning" not in line]
+        assert proc.returncode == 0, "\n".join(failed[:40]) or proc.stderr[-2000:]  # the ranks' own tracebacks
+        sums = [json.loads((out / f"weights_rank{r}.json").read_text())["sum"] for r in (0, 1)]
+        assert sums[0] == sums[1]
+
+    launch(3)
     assert (out / "model" / "model_index.json").is_file()
     last = out / "checkpoints" / "step-0000003"  # both ranks' states are in the checkpoint the rename published
-    assert {"random_states_0.pkl", "random_states_1.pkl", "owl_state.json"} <= {p.name for p in last.iterdir()}
+    assert {"rng_0.safetensors", "rng_1.safetensors", "rng_0.json", "rng_1.json", "owl_state.json"} <= {p.name for p in last.iterdir()}
     assert not list((out / "checkpoints").glob(".tmp-*"))
+    launch(4, "--resume")  # both ranks read step 3 (each its own RNG states) and take one more step
+    assert [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()] == [1, 2, 3, 4]
 
 
 @pytest.mark.parametrize("settings, message", [

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import warnings
 
-from owl.errors import OwlError
+from owl.errors import OwlError, OwlWarning
 
 SHOWN = 5  # entries named in the error message
 
@@ -39,7 +39,7 @@ class BadEntries:
         if not self.problems:
             return set()
         if skip_invalid:
-            warnings.warn(f"{self.source}: skipped {len(self.problems)} invalid {what}", stacklevel=3)
+            warnings.warn(f"{self.source}: skipped {len(self.problems)} invalid {what}", OwlWarning, stacklevel=3)
             return set(self.problems)
         shown = "; ".join(f"{key}: {reason}" for key, reason in list(self.problems.items())[:SHOWN])
         more = f" (and {len(self.problems) - SHOWN} more)" if len(self.problems) > SHOWN else ""

@@ -37,7 +37,7 @@ from torch.utils.data import Dataset
 
 from owl.data.bad_entries import BadEntries
 from owl.data.caption_files import parse_time
-from owl.errors import OwlError
+from owl.errors import OwlError, OwlWarning
 from owl.video_io import ReaderCache, read_span, thwc_to_cthw, video_info
 
 OFFSETS = ("start", "center", "random")
@@ -204,7 +204,7 @@ class ClipDataset(Dataset):
         skipped = bad.raise_or_skip(skip_invalid, what="rows")
         if self.too_short:
             warnings.warn(f"{self.path}: {self.too_short} rows are shorter than {self.num_frames} frames at "
-                          f"{self.fps:g} fps ({window:.2f} s) and were left out", stacklevel=2)
+                          f"{self.fps:g} fps ({window:.2f} s) and were left out", OwlWarning, stacklevel=2)
         self.items = [item for item in self.items if item["id"] not in skipped]
         if not self.items:
             raise OwlError(f"{str(self.path)!r}: no rows left ({self.filtered} filtered out by score, "

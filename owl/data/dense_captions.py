@@ -43,7 +43,7 @@ from torch.utils.data import Dataset
 
 from owl.data.bad_entries import BadEntries
 from owl.data.caption_files import CaptionedVideo, Segment, load_captions
-from owl.errors import OwlError
+from owl.errors import OwlError, OwlWarning
 from owl.video_io import VIDEO_EXTENSIONS, ReaderCache, thwc_to_cthw, video_info
 
 
@@ -181,7 +181,7 @@ class DenseCaptionDataset(Dataset):
             self.samples.extend((v, s, clips_per_sample) for s in starts)
         if short:
             warnings.warn(f"{self.captions_path}: {short} videos are shorter than {clips_per_sample} clips "
-                          f"of {clip_seconds:g} s and were left out", stacklevel=2)
+                          f"of {clip_seconds:g} s and were left out", OwlWarning, stacklevel=2)
         if not self.samples:
             raise OwlError(f"{str(self.captions_path)!r}: no usable samples (every video was invalid or too short)")
 

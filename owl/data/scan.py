@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from owl.errors import OwlError
+from owl.errors import OwlError, OwlWarning
 from owl.video_io import VIDEO_EXTENSIONS, VideoFile, video_info, write_bytes_atomic
 
 
@@ -264,6 +264,6 @@ def scan_videos(path: str | os.PathLike, out: str | os.PathLike, settings: ScanS
             name = str(where)
         rows.extend(dict(row, video=name) for row in found)
     if failed:
-        warnings.warn(f"scan skipped {len(failed)} unreadable videos; first: {failed[0]}", stacklevel=2)
+        warnings.warn(f"scan skipped {len(failed)} unreadable videos; first: {failed[0]}", OwlWarning, stacklevel=2)
     write_bytes_atomic(out, "".join(json.dumps(row) + "\n" for row in rows).encode())
     return rows

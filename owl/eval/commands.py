@@ -21,15 +21,6 @@ from pathlib import Path
 from owl.errors import OwlError
 
 
-def _device(name: str) -> str:
-    """"auto": the GPU when CUDA is there, else the CPU."""
-    if name != "auto":
-        return name
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def _shapes(args: argparse.Namespace) -> int:
     from owl.eval.shapes import evaluate_shapes, format_table
     from owl.video_io import write_bytes_atomic
@@ -45,6 +36,13 @@ def _shapes(args: argparse.Namespace) -> int:
                        f"drop {' '.join(filming)}")
     if not args.ground_truth and args.model is None:
         raise OwlError("give --model DIR (a saved Owl pipeline), or --ground-truth to measure the real videos")
+    from owl.cli import check_setting_options, pick_device
+    from owl.pipeline import check_model_folder
+
+    check_setting_options(args)  # the rollout settings, the device and the model folder: before anything loads
+    device = pick_device(args.device)
+    if args.model is not None:
+        check_model_folder(args.model)
     out = Path(args.out) if args.out else None
     if out is not None and out.is_dir():
         raise OwlError(f"--out must be a JSON file path, got a folder: {str(out)!r}")
@@ -53,7 +51,7 @@ def _shapes(args: argparse.Namespace) -> int:
     report = evaluate_shapes(args.scenarios, args.model, ground_truth=args.ground_truth,
                              reconstruct_only=args.reconstruct, memory=args.memory or "full", seed=args.seed or 0,
                              limit=args.limit, steps=args.steps, guidance_scale=args.guidance,
-                             device=_device(args.device), max_observations=args.max_observations,
+                             device=device, max_observations=args.max_observations,
                              log=lambda line: print(line, file=sys.stderr, flush=True))
     print(format_table(report))
     if out is not None:

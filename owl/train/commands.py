@@ -20,7 +20,8 @@ def add_stage_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("stage", choices=STAGES, help="vae | align | generate | world")
     parser.add_argument("--config", help="YAML settings of the stage (see owl/train/common.py)")
     parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one setting; repeatable")
-    parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in output_dir")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from the newest readable checkpoint in output_dir (a damaged one is passed over)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run_stage)
 

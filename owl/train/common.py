@@ -11,8 +11,11 @@ Each stage (`vae.py`, `align.py`, `generate.py`, `world.py`) is a linear script 
 - Determinism: batch b of step k is a pure function of (seed, k), and so is the noise of step k, so `--resume`
   replays exactly the steps an uninterrupted run would take.
 - Artifacts: `output_dir/model/` is a `save_pretrained` folder (the release artifact, loaded by the next stage
-  and by OwlPipeline); `output_dir/checkpoints/step-N/` is accelerate's `save_state` (resume state). Both are
-  written under a temporary name and renamed when complete, so a crash never leaves a folder that looks done.
+  and by OwlPipeline); `output_dir/checkpoints/step-N/` is the resume state, safetensors and JSON only (see
+  "checkpoints" below: nothing is unpickled on `--resume`). Both are written under a temporary name and renamed
+  when complete, so a crash never leaves a folder that looks done; a checkpoint with a file missing or cut short
+  is passed over, with a warning, for the one before. `output_dir/log.jsonl` holds one record per step; `--resume`
+  drops the records after the resumed step, as those steps are replayed.
 """
 
 from __future__ import annotations
@@ -22,8 +25,10 @@ import dataclasses
 import json
 import math
 import os
+import random
 import shutil
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -31,7 +36,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from owl.errors import OwlError
+from owl.errors import OwlError, OwlWarning
 
 STAGES = ("vae", "align", "generate", "world")
 
@@ -293,7 +298,86 @@ def step_generator(seed: int, step: int, rank: int) -> torch.Generator:
     return torch.Generator().manual_seed((seed * 1_000_003 + step) * 64 + rank)
 
 
-# --- checkpoints ------------------------------------------------------------------------------------------------
+# --- checkpoints: resume state ----------------------------------------------------------------------------------
+#
+# A checkpoint folder holds safetensors and JSON only, and `--resume` reads it with safetensors.torch.load_file
+# and json.loads: nothing in it is unpickled (accelerate's save_state writes pickles, and a crafted pickle placed
+# in a checkpoint folder would run code on resume). checkpoints/step-N/:
+#
+#   trainable.safetensors   the weights that train (the optimizer's parameters), named as in the pipeline
+#                           ("renderer.transformer.…"); frozen weights come back from cfg.model as at the start
+#   optimizer.safetensors   AdamW's per-parameter state: "NAME:exp_avg", "NAME:exp_avg_sq", "NAME:step"
+#   optimizer.json          the parameter groups in order: name, hyperparameters (lr, betas, …), parameter names
+#   scheduler.json          LambdaLR's state without its lambdas (they are rebuilt from the settings)
+#   ema.safetensors, .json  the EMA's shadow weights (named as the transformer's) and its step counts
+#   scaler.json             the fp16 loss scaler, where accelerate uses one
+#   rng_R.safetensors, .json  process R's torch CPU (and CUDA) generator states; its python and numpy states
+#   owl_state.json          written last: format, step, process count and each file's size in bytes
+#
+# Under DDP every process holds the same weights and optimizer state, so process 0 writes them; each process
+# writes its own RNG states. FSDP and DeepSpeed split weights or optimizer state across processes: Owl writes no
+# resume state there, and refuses --resume.
+
+RESUME_FORMAT = "owl-resume-1"
+SHARDED = ("FSDP", "DEEPSPEED", "MEGATRON_LM")  # accelerate's distributed types that split weights or optimizer state
+
+
+class UnusableCheckpoint(Exception):
+    """A checkpoint folder that does not read whole: a file missing or cut short, or not in Owl's format."""
+
+
+def param_names(pipe) -> dict[int, str]:
+    """Each parameter's name in the pipeline (`world_model.…`, `renderer.…`) by id: the keys of resume state."""
+    return {id(p): name for prefix, module in (("world_model", pipe.world_model), ("renderer", pipe.renderer))
+            for name, p in module.named_parameters(prefix=prefix)}
+
+
+def _cpu(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor.detach().cpu().contiguous()
+
+
+def _write_json(path: Path, value) -> None:
+    path.write_text(json.dumps(value) + "\n")
+
+
+def write_resume_state(folder: Path, accelerator, pipe, optimizer, scheduler, ema) -> None:
+    """This process's files of the resume state: process 0 writes the weights, optimizer, scheduler, EMA and
+    scaler; every process its RNG states. `optimizer` and `scheduler` are the torch objects, not prepare()'s
+    wrappers."""
+    import numpy as np
+    from safetensors.torch import save_file
+
+    if accelerator.is_main_process:
+        names = param_names(pipe)
+        trainable, moments, groups = {}, {}, []
+        for group in optimizer.param_groups:
+            for p in group["params"]:
+                trainable[names[id(p)]] = _cpu(p)
+                for key, value in optimizer.state.get(p, {}).items():  # empty before a parameter's first step
+                    moments[f"{names[id(p)]}:{key}"] = _cpu(value)
+            groups.append({**{k: v for k, v in group.items() if k != "params"},
+                           "params": [names[id(p)] for p in group["params"]]})
+        save_file(trainable, str(folder / "trainable.safetensors"))
+        save_file(moments, str(folder / "optimizer.safetensors"))
+        _write_json(folder / "optimizer.json", groups)
+        _write_json(folder / "scheduler.json", {k: v for k, v in scheduler.state_dict().items() if k != "lr_lambdas"})
+        if ema is not None:
+            transformer = pipe.renderer.transformer.named_parameters(prefix="renderer.transformer")
+            shadow = {name: _cpu(s) for (name, _), s in zip(transformer, ema.shadow_params)}
+            save_file(shadow, str(folder / "ema.safetensors"))
+            _write_json(folder / "ema.json", {k: v for k, v in ema.state_dict().items() if k != "shadow_params"})
+        if accelerator.scaler is not None:
+            _write_json(folder / "scaler.json", accelerator.scaler.state_dict())
+    rank = accelerator.process_index
+    generators = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        generators.update({f"cuda:{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
+    save_file(generators, str(folder / f"rng_{rank}.safetensors"))
+    version, words, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    _write_json(folder / f"rng_{rank}.json", {"python": [version, list(words), gauss],
+                                             "numpy": [kind, keys.tolist(), pos, has_gauss, cached]})
+
 
 def _replace_dir(tmp: Path, final: Path) -> None:
     """Move a finished folder into place; an older one at `final` is removed only after."""
@@ -305,29 +389,175 @@ def _replace_dir(tmp: Path, final: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def latest_checkpoint(output_dir: Path) -> Path | None:
-    ckpts = sorted((output_dir / "checkpoints").glob("step-*[0-9]"), key=lambda p: int(p.name.split("-")[1]))
-    complete = [p for p in ckpts if (p / "owl_state.json").is_file()]
-    return complete[-1] if complete else None
-
-
-def save_checkpoint(accelerator, output_dir: Path, step: int, keep: int) -> None:
-    """accelerate's save_state under a temporary name, renamed when complete; the marker file is written last."""
+def save_checkpoint(accelerator, output_dir: Path, step: int, keep: int, pipe, optimizer, scheduler, ema) -> None:
+    """Resume state under a temporary name, renamed when complete; owl_state.json is written last."""
     root = output_dir / "checkpoints"
     final = root / f"step-{step:07d}"
     tmp = root / f".tmp-step-{step:07d}"
     if accelerator.is_main_process:
         shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
     accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp))
-    accelerator.wait_for_everyone()  # every rank has written its files (random states) before the rename
+    write_resume_state(tmp, accelerator, pipe, optimizer, scheduler, ema)
+    accelerator.wait_for_everyone()  # every rank has written its files (its RNG states) before the rename
     if accelerator.is_main_process:
-        (tmp / "owl_state.json").write_text(json.dumps({"step": step}) + "\n")
+        files = {p.name: p.stat().st_size for p in sorted(tmp.iterdir())}
+        manifest = {"format": RESUME_FORMAT, "step": step, "num_processes": accelerator.num_processes, "files": files}
+        (tmp / "owl_state.json").write_text(json.dumps(manifest, indent=1) + "\n")
         _replace_dir(tmp, final)
         for old in sorted(root.glob("step-*[0-9]"), key=lambda p: int(p.name.split("-")[1]))[:-keep]:
             shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()
 
+
+def read_resume_state(folder: Path, rank: int) -> dict:
+    """Everything `apply_resume_state` needs from `folder`, read with safetensors and json only, before anything
+    is changed. Raises UnusableCheckpoint when a file is missing, cut short or malformed."""
+    import numpy as np
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        manifest = json.loads((folder / "owl_state.json").read_text())
+        if manifest.get("format") != RESUME_FORMAT:
+            raise UnusableCheckpoint("written by an older Owl as accelerate's pickles, which are not loaded")
+        files = manifest["files"]
+        for name, size in files.items():  # every process checks every file, so all of them judge alike
+            actual = (folder / name).stat().st_size
+            if actual != size:
+                raise UnusableCheckpoint(f"{name} is {actual} bytes, {size} were written")
+        state = {"step": int(manifest["step"]),
+                 "trainable": load_file(folder / "trainable.safetensors"),
+                 "moments": load_file(folder / "optimizer.safetensors"),
+                 "groups": json.loads((folder / "optimizer.json").read_text()),
+                 "scheduler": json.loads((folder / "scheduler.json").read_text()),
+                 "ema": None, "scaler": None, "rng": None}
+        if "ema.json" in files:
+            state["ema"] = load_file(folder / "ema.safetensors"), json.loads((folder / "ema.json").read_text())
+        if "scaler.json" in files:
+            state["scaler"] = json.loads((folder / "scaler.json").read_text())
+        if f"rng_{rank}.json" in files:  # a process the checkpoint did not have keeps its seeded generators
+            saved = json.loads((folder / f"rng_{rank}.json").read_text())
+            version, words, gauss = saved["python"]
+            kind, keys, *rest = saved["numpy"]
+            state["rng"] = (load_file(folder / f"rng_{rank}.safetensors"), (version, tuple(words), gauss),
+                            (kind, np.array(keys, dtype=np.uint32), *rest))
+    except FileNotFoundError as exc:
+        raise UnusableCheckpoint(f"{Path(exc.filename or '?').name} is missing") from None
+    except (OSError, ValueError, KeyError, TypeError, SafetensorError) as exc:
+        raise UnusableCheckpoint(" ".join(f"{type(exc).__name__}: {exc}".split())[:200]) from None
+    return state
+
+
+def apply_resume_state(state: dict, folder: Path, accelerator, pipe, optimizer, scheduler, ema) -> None:
+    """Load what `read_resume_state` read into the weights, optimizer, scheduler, EMA, scaler and generators.
+    A checkpoint written under other settings (other components training, EMA on or off) is refused."""
+    names = param_names(pipe)
+    saved_groups = [(g["name"], g["params"]) for g in state["groups"]]
+    groups = [(g["name"], [names[id(p)] for p in g["params"]]) for g in optimizer.param_groups]
+    if saved_groups != groups or set(state["trainable"]) != {n for _, ns in groups for n in ns}:
+        raise OwlError(f"--resume: {str(folder)!r} holds other trainable weights than these settings train (it "
+                       f"trained {[n for n, _ in saved_groups]}, these {[n for n, _ in groups]}): keep the model, "
+                       "lr_* and lora_rank as they were")
+    if (ema is None) != (state["ema"] is None):
+        raise OwlError(f"--resume: {str(folder)!r} was written {'without' if ema else 'with'} an EMA: keep ema_decay "
+                       "and lr_transformer as they were")
+    params = {names[id(p)]: p for g in optimizer.param_groups for p in g["params"]}
+    with torch.no_grad():
+        for name, p in params.items():
+            if state["trainable"][name].shape != p.shape:
+                raise OwlError(f"--resume: {name} is {tuple(state['trainable'][name].shape)} in {str(folder)!r}, "
+                               f"{tuple(p.shape)} in the model: start from the same model as that run")
+            p.copy_(state["trainable"][name])
+
+    # The optimizer takes torch's own state_dict: parameters numbered 0, 1, ... through the groups in order.
+    number = {name: i for i, name in enumerate(n for _, ns in groups for n in ns)}
+    per_param: dict[int, dict] = {}
+    for key, value in state["moments"].items():
+        name, _, field = key.rpartition(":")
+        per_param.setdefault(number[name], {})[field] = value
+    current = optimizer.state_dict()
+    for group, saved in zip(current["param_groups"], state["groups"]):
+        for key, value in saved.items():
+            if key != "params":
+                group[key] = tuple(value) if isinstance(group.get(key), tuple) else value  # JSON made betas a list
+    optimizer.load_state_dict({"state": per_param, "param_groups": current["param_groups"]})
+    scheduler.load_state_dict({**scheduler.state_dict(), **state["scheduler"]})
+
+    if ema is not None:
+        shadow, counts = state["ema"]
+        ema.load_state_dict(counts)  # the step counts; the shadow weights are copied in place, on their device
+        transformer = pipe.renderer.transformer.named_parameters(prefix="renderer.transformer")
+        with torch.no_grad():
+            for (name, _), s in zip(transformer, ema.shadow_params):
+                s.copy_(shadow[name])
+    if accelerator.scaler is not None and state["scaler"] is not None:
+        accelerator.scaler.load_state_dict(state["scaler"])
+    if state["rng"] is not None:
+        import numpy as np
+
+        generators, python, numpy = state["rng"]
+        torch.set_rng_state(generators["torch"])
+        for i in range(torch.cuda.device_count() if torch.cuda.is_available() else 0):
+            if f"cuda:{i}" in generators:
+                torch.cuda.set_rng_state(generators[f"cuda:{i}"], i)
+        random.setstate(python)
+        np.random.set_state(numpy)
+
+
+def complete_checkpoints(output_dir: Path) -> list[Path]:
+    """The `checkpoints/step-N` folders that hold their owl_state.json (written last), newest first."""
+    ckpts = sorted((output_dir / "checkpoints").glob("step-*[0-9]"), key=lambda p: int(p.name.split("-")[1]))
+    return [p for p in reversed(ckpts) if (p / "owl_state.json").is_file()]
+
+
+def load_checkpoint(accelerator, output_dir: Path, pipe, optimizer, scheduler, ema) -> int:
+    """Resume from the newest checkpoint that reads whole and return its step. A checkpoint with a file missing or
+    cut short (a crash while it was copied, a full disk) is passed over for the one before, with one warning that
+    names both; with none usable, an OwlError."""
+    root = output_dir / "checkpoints"
+    candidates = complete_checkpoints(output_dir)
+    if not candidates:
+        raise OwlError(f"--resume: no complete checkpoint under {str(root)!r}")
+    skipped = []
+    for ckpt in candidates:
+        try:
+            state, reason = read_resume_state(ckpt, accelerator.process_index), ""
+        except UnusableCheckpoint as exc:
+            state, reason = None, str(exc)
+        if accelerator.num_processes > 1:  # every process must resume from the same checkpoint
+            readable = accelerator.gather(torch.tensor([int(state is not None)], device=accelerator.device))
+            if state is not None and not bool(readable.all()):
+                state, reason = None, "unreadable on another process"
+        if state is not None:
+            break
+        skipped.append(f"{ckpt.name} ({reason})")
+    else:
+        raise OwlError(f"--resume: no usable checkpoint under {str(root)!r}: {'; '.join(skipped)}")
+    if skipped and accelerator.is_main_process:
+        warnings.warn(f"--resume: passed over {'; '.join(skipped)}; resuming from {ckpt.name}", OwlWarning)
+    apply_resume_state(state, ckpt, accelerator, pipe, optimizer, scheduler, ema)
+    return state["step"]
+
+
+def truncate_log(log_path: Path, step: int) -> None:
+    """Keep the log's records of steps up to `step`: the steps after it are replayed and logged again. The file is
+    replaced whole, so a crash here leaves the old log or the new one."""
+    if not log_path.is_file():
+        return
+    kept = []
+    for line in log_path.read_text().splitlines():
+        try:
+            if json.loads(line)["step"] <= step:
+                kept.append(line + "\n")
+        except (ValueError, KeyError, TypeError):
+            pass  # a line the crash cut short
+    tmp = log_path.with_name(".tmp-" + log_path.name)
+    tmp.write_text("".join(kept))
+    os.replace(tmp, log_path)
+
+
+# --- the release artifact ---------------------------------------------------------------------------------------
 
 def save_artifact(pipe, output_dir: Path, ema=None, lora_dir: bool = True) -> Path:
     """The release artifact: `output_dir/model/`, a save_pretrained folder (EMA weights and merged LoRA in it)."""
@@ -353,14 +583,23 @@ def save_artifact(pipe, output_dir: Path, ema=None, lora_dir: bool = True) -> Pa
 
 # --- the loop ---------------------------------------------------------------------------------------------------
 
-def _tensorboard(output_dir: Path):
+def _tensorboard(output_dir: Path, purge_step: int | None):
     """A TensorBoard writer under output_dir/tensorboard/ when tensorboard is installed; else None (the JSONL log
-    holds the same figures)."""
+    holds the same figures). After a resume, `purge_step` hides the earlier run's events from that step on, as
+    the replayed steps are logged again."""
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
         return None
-    return SummaryWriter(str(output_dir / "tensorboard"))
+    return SummaryWriter(str(output_dir / "tensorboard"), purge_step=purge_step)
+
+
+def enable_activation_checkpointing(model) -> None:
+    """Activation (gradient) checkpointing on a transformers model: transformers 5.24 renamed
+    `gradient_checkpointing_enable` to `activation_checkpointing_enable` and warns on the old name; 5.23 has only
+    the old one."""
+    enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
+    enable()
 
 
 def train(cfg: TrainConfig, stage: str, pipe, loss_module: nn.Module, dataset, collate: Callable, resume: bool,
@@ -382,37 +621,47 @@ def train(cfg: TrainConfig, stage: str, pipe, loss_module: nn.Module, dataset, c
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
     set_seed(cfg.seed)
     groups = param_groups(cfg, pipe)  # first: settings that train nothing are refused before anything is written
+    sharded = accelerator.distributed_type.name in SHARDED
+    if sharded and resume:
+        raise OwlError(f"--resume is not supported under {accelerator.distributed_type.name}: Owl's resume state "
+                       "holds whole weights and optimizer state (one process or DDP)")
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
         (output_dir / "config.json").write_text(json.dumps({"stage": stage, **dataclasses.asdict(cfg)}, indent=2) + "\n")
 
     if cfg.gradient_checkpointing:
-        pipe.world_model.vlm.gradient_checkpointing_enable()
+        enable_activation_checkpointing(pipe.world_model.vlm)
         pipe.renderer.transformer.enable_gradient_checkpointing()
-    optimizer = torch.optim.AdamW(groups, betas=(0.9, 0.99))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
+    adamw = torch.optim.AdamW(groups, betas=(0.9, 0.99))
+    schedule = torch.optim.lr_scheduler.LambdaLR(adamw, lr_lambda(cfg))
     ema = None
     if cfg.ema_decay > 0 and cfg.lr_transformer > 0:
         from diffusers.training_utils import EMAModel
 
         ema = EMAModel(pipe.renderer.transformer.parameters(), decay=cfg.ema_decay)
-        accelerator.register_for_checkpointing(ema)
     loss_module.train()
-    model, optimizer, scheduler = accelerator.prepare(loss_module, optimizer, scheduler)
+    # prepare() wraps the optimizer and scheduler; resume state is read from and written to the torch objects
+    # inside (`adamw`, `schedule`), which the wrappers step.
+    model, optimizer, scheduler = accelerator.prepare(loss_module, adamw, schedule)
 
+    def checkpoint(at_step: int) -> None:
+        if not sharded:
+            save_checkpoint(accelerator, output_dir, at_step, cfg.keep_checkpoints, pipe, adamw, schedule, ema)
+
+    if sharded and accelerator.is_main_process:
+        warnings.warn(f"no resume state is written under {accelerator.distributed_type.name} (Owl's holds whole "
+                      "weights and optimizer state): an interrupted run starts again", OwlWarning)
     start = 0
+    log_path = output_dir / "log.jsonl"
     if resume:
-        ckpt = latest_checkpoint(output_dir)
-        if ckpt is None:
-            raise OwlError(f"--resume: no complete checkpoint under {str(output_dir / 'checkpoints')!r}")
-        accelerator.load_state(str(ckpt))
-        start = json.loads((ckpt / "owl_state.json").read_text())["step"]
+        start = load_checkpoint(accelerator, output_dir, pipe, adamw, schedule, ema)
+        if accelerator.is_main_process:
+            truncate_log(log_path, start)
     # Every process reads whole global batches and keeps its slice, so the data order never depends on the
     # number of processes, and step k's batch is the same after a resume.
     sampler = StepBatches(len(dataset), cfg.batch_size * cfg.grad_accum * accelerator.num_processes, cfg.seed,
                           start, cfg.fixed_batch)
-    log_path = output_dir / "log.jsonl"
-    board = _tensorboard(output_dir) if accelerator.is_main_process else None
+    board = _tensorboard(output_dir, start + 1 if resume else None) if accelerator.is_main_process else None
     bar = tqdm(total=cfg.steps, initial=start, desc=f"train {stage}", disable=quiet or not accelerator.is_main_process)
     step = start
     began = time.perf_counter()
@@ -457,14 +706,14 @@ def train(cfg: TrainConfig, stage: str, pipe, loss_module: nn.Module, dataset, c
                             board.add_scalar(f"{stage}/{key}", value, step)
             bar.update(1)
             if step % cfg.save_every == 0 and step < cfg.steps:
-                save_checkpoint(accelerator, output_dir, step, cfg.keep_checkpoints)
+                checkpoint(step)
     except KeyboardInterrupt:
-        save_checkpoint(accelerator, output_dir, step, cfg.keep_checkpoints)
+        checkpoint(step)
         raise
     bar.close()
     if board is not None:
         board.close()
-    save_checkpoint(accelerator, output_dir, step, cfg.keep_checkpoints)
+    checkpoint(step)
     artifact = output_dir / "model"
     if accelerator.is_main_process:
         if before_save is not None:

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from owl.errors import OwlError
+from owl.errors import OwlError, OwlWarning
 
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".mov", ".avi")
 
@@ -129,7 +129,7 @@ def prepare_videos(captions_path: Path, renderer, *, latents: bool, max_videos: 
                 tmp.replace(file)
         prepared.append(PreparedVideo(video.video_id, frames, z, texts, scene_starts(video.segments, chosen), states))
     if short:
-        warnings.warn(f"{short} video(s) shorter than one clip ({clip_seconds:g} s) were left out")
+        warnings.warn(f"{short} video(s) shorter than one clip ({clip_seconds:g} s) were left out", OwlWarning)
     if not prepared:
         raise OwlError(f"no usable videos in {str(captions_path)!r}")
     return prepared

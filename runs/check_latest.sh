@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Does Owl still work with the newest releases its ranges admit? Installs them into a throwaway virtual
+# environment (torch stays at the tested 2.13.0), prints the versions that differ from constraints.txt, and runs
+# the test suite there. Run it before a release, or whenever a dependency ships, to see a break before users do:
+#   bash runs/check_latest.sh                  the whole suite
+#   bash runs/check_latest.sh tests/test_cli.py -x
+# VENV=DIR keeps the environment (default: a temporary folder, removed afterwards). Exit status: the tests'.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+if [ -n "${VENV:-}" ]; then
+  venv=$VENV
+else
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  venv=$tmp/venv
+fi
+[ -x "$venv/bin/python" ] || "$PY" -m venv "$venv"
+OWL_LATEST=1 PYTHON="$venv/bin/python" bash install.sh dev
+echo "check_latest: $(date -u +%Y-%m-%d), versions that differ from constraints.txt:"
+"$venv/bin/python" -m pip list --format=freeze 2>/dev/null | grep -vi '^owl=' | sort -f \
+  | comm -13 <(grep -v '^#' constraints.txt | sort -f) - | sed 's/^/  /' || true
+"$venv/bin/python" -m pytest "$@"
