@@ -34,6 +34,6 @@ fi
 
 extra=""
 [ "${1:-}" = "dev" ] && extra="[dev]"
-constraints=(--constraint constraints.txt)
+constraints=(--constraint "${OWL_CONSTRAINTS:-constraints.txt}")  # another pin file: runs/check_latest.sh OLDEST=1
 [ -n "${OWL_LATEST:-}" ] && constraints=()
 "$PY" -m pip install --quiet "${constraints[@]}" --editable ".${extra}"
