@@ -32,6 +32,7 @@ else
   OWL_LATEST=1 PYTHON="$venv/bin/python" bash install.sh dev
 fi
 echo "check_latest${OLDEST:+ (oldest)}: $(date -u +%Y-%m-%d), versions that differ from constraints.txt:"
-"$venv/bin/python" -m pip list --format=freeze 2>/dev/null | grep -vi '^owl=' | sort -f \
-  | comm -13 <(grep -v '^#' constraints.txt | sort -f) - | sed 's/^/  /' || true
+lower() { tr '[:upper:]' '[:lower:]' | LC_ALL=C sort; }
+"$venv/bin/python" -m pip list --format=freeze 2>/dev/null | grep -vi '^owl=' | lower \
+  | LC_ALL=C comm -13 <(grep -v '^#' constraints.txt | lower) - | sed 's/^/  /' || true
 "$venv/bin/python" -m pytest "$@"
