@@ -282,6 +282,41 @@ def cmd_extend(args) -> int:
     return _finish(result, out)
 
 
+def cmd_init(args) -> int:
+    """Assemble an Owl model from a Qwen-VL folder and a Wan folder and write it as an Owl folder."""
+    import shutil
+
+    import torch
+
+    from owl.pipeline import OwlPipeline
+
+    out = Path(args.out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise OwlError(f"--out {str(out)!r} exists and is not an empty folder; choose a new one")
+    if not out.parent.is_dir():
+        raise OwlError(f"the folder of --out does not exist: {str(out.parent)!r}")
+    choices = {name: getattr(args, name) for name in ("num_queries", "key_frames", "key_frame_size", "clip_seconds",
+                                                      "fps", "height", "width") if getattr(args, name) is not None}
+    dtype = None if args.dtype in (None, "auto") else getattr(torch, args.dtype)
+    pipe = OwlPipeline.from_components(args.lmm, args.vdm, torch_dtype=dtype, seed=args.seed, **choices)
+    tmp = out.with_name(f".{out.name}.tmp-init")  # written whole, then renamed: never a half-written model
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        pipe.save_pretrained(tmp)
+        if out.is_dir():
+            out.rmdir()
+        tmp.rename(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    wm, r = pipe.world_model, pipe.renderer
+    count = lambda module: sum(p.numel() for p in module.parameters())
+    print(f"wrote {out}: LMM {type(wm.vlm).__name__} ({count(wm.vlm) / 1e6:.1f}M), renderer Wan "
+          f"({count(r.transformer) / 1e6:.1f}M, {r.vae.config.z_dim} latent channels, {r.spatial_scale}x VAE), "
+          f"{wm.config.num_queries} state queries, clips of {r.frames_per_clip(False)} frames at {r.config.fps} fps, "
+          f"{r.config.height} x {r.config.width}")
+    return 0
+
+
 def _model_options(parser) -> None:
     parser.add_argument("--model", help="a saved Owl pipeline folder (default: the session's, else checkpoints/owl-shapes)")
     parser.add_argument("--preset", help="build a random model of a named size instead (tiny)")
@@ -366,6 +401,27 @@ def build_parser() -> argparse.ArgumentParser:
     extend.add_argument("--out", required=True, help="output mp4: the source followed by the new clips")
     _model_options(extend)
     extend.set_defaults(func=cmd_extend)
+
+    init = sub.add_parser("init", help="make an Owl model from a Qwen-VL folder and a Wan folder",
+                          description="Assemble an Owl model around published checkpoints: a transformers Qwen2-VL, "
+                                      "Qwen2.5-VL or Qwen3-VL folder as the world model's LMM and a diffusers Wan "
+                                      "folder (Wan2.1 T2V, Wan2.2 TI2V-5B) as the renderer. Every dimension comes "
+                                      "from their configs; only the state queries and the projector are new.")
+    init.add_argument("--lmm", required=True, metavar="DIR", help="a transformers Qwen-VL folder")
+    init.add_argument("--vdm", required=True, metavar="DIR", help="a diffusers Wan folder (model_index.json)")
+    init.add_argument("--out", required=True, metavar="DIR", help="the Owl model folder to write (new or empty)")
+    init.add_argument("--num-queries", type=int, metavar="Q", help="state queries (default 128, as Owl-1)")
+    init.add_argument("--key-frames", type=int, metavar="K", help="key frames per clip fed back (default 2)")
+    init.add_argument("--key-frame-size", type=int, metavar="S",
+                      help="side of the key frames in the vision tower (default 448)")
+    init.add_argument("--clip-seconds", type=float, metavar="S", help="seconds each clip adds (default 5)")
+    init.add_argument("--fps", type=int, help="frame rate (default: the Wan model's, 16 or 24)")
+    init.add_argument("--height", type=int, help="frame height (default: the Wan model's, 480 or 704)")
+    init.add_argument("--width", type=int, help="frame width (default: the Wan model's, 832 or 1280)")
+    init.add_argument("--dtype", choices=("auto",) + DTYPES, default="auto",
+                      help="weights as written (default auto: as the folders hold them)")
+    init.add_argument("--seed", type=int, default=0, help="seed of the new parts (default 0)")
+    init.set_defaults(func=cmd_init)
 
     from owl.data.commands import add_data_commands
     from owl.eval.commands import add_eval_commands

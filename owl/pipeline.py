@@ -138,13 +138,17 @@ def check_model_folder(path: str | Path) -> Path:
     try:
         index = json.loads(index_file.read_text())
     except FileNotFoundError:
-        raise OwlError(f"{str(path)!r} is not an Owl model folder: it has no model_index.json") from None
+        hint = ("; it is a transformers model folder: make an Owl model with owl init --lmm DIR --vdm WAN_DIR --out OWL_DIR"
+                if (path / "config.json").is_file() else "")
+        raise OwlError(f"{str(path)!r} is not an Owl model folder: it has no model_index.json{hint}") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise OwlError(f"{str(index_file)!r} is not valid JSON; an Owl model folder's index names "
                        f"_class_name OwlPipeline and its components") from exc
     if not isinstance(index, dict) or index.get("_class_name") != "OwlPipeline":
         found = index.get("_class_name") if isinstance(index, dict) else type(index).__name__
-        raise OwlError(f"{str(index_file)!r} describes {found!r}, not an Owl pipeline (_class_name OwlPipeline)")
+        hint = ("; make an Owl model from it with owl init --lmm QWEN_DIR --vdm WAN_DIR --out OWL_DIR"
+                if isinstance(found, str) and found.startswith("Wan") else "")
+        raise OwlError(f"{str(index_file)!r} describes {found!r}, not an Owl pipeline (_class_name OwlPipeline){hint}")
     if index.get("components", list(COMPONENTS)) != list(COMPONENTS):
         raise OwlError(f"{str(index_file)!r} lists components {index.get('components')!r}; an Owl pipeline has "
                        f"{list(COMPONENTS)}")
@@ -206,27 +210,55 @@ class OwlPipeline:
         return pipe
 
     @classmethod
+    def from_components(cls, lmm: str | Path | nn.Module, vdm, tokenizer=None, image_processor=None,
+                        device: str | torch.device = "cpu", torch_dtype: torch.dtype | None = None, seed: int = 0,
+                        **choices) -> "OwlPipeline":
+        """An Owl model around published checkpoints (see `owl.components`): `lmm` a transformers Qwen-VL folder
+        (or a loaded model, with its `tokenizer` and `image_processor`), `vdm` a diffusers Wan folder (or a loaded
+        WanPipeline). Every dimension comes from their configs; the state queries and projector are new, drawn
+        from `seed`. choices: `owl.components.OwlChoices` (num_queries, key_frames, key_frame_size, clip_seconds,
+        fps, height, width, num_inference_steps, guidance_scale). `save_pretrained` then writes an Owl folder."""
+        from owl.components import OwlChoices, assemble, load_lmm, load_vdm
+
+        try:
+            options = OwlChoices(**choices)
+        except TypeError as exc:
+            raise OwlError(f"from_components: {exc}; accepted: {', '.join(OwlChoices.__dataclass_fields__)}") from None
+        device = resolve_device(device)
+        if isinstance(lmm, (str, Path)):
+            vlm, tokenizer, image_processor = load_lmm(lmm, torch_dtype)
+        elif tokenizer is None or image_processor is None:
+            raise OwlError("from_components: a loaded LMM needs its tokenizer= and image_processor= too")
+        else:
+            vlm = lmm
+        if isinstance(vdm, (str, Path)):
+            transformer, vae, shift = load_vdm(vdm, torch_dtype)
+        else:  # a loaded diffusers WanPipeline
+            config = vdm.scheduler.config
+            transformer, vae, shift = vdm.transformer, vdm.vae, float(config.get("flow_shift", config.get("shift", 3.0)))
+        pipe = assemble(vlm, tokenizer, image_processor, transformer, vae, shift, options, seed).to(device)
+        pipe.source = None  # not reproducible from a name: save it, and sessions record the folder
+        return pipe
+
+    @classmethod
     def from_pretrained(cls, path: str | Path, device: str | torch.device = "cpu",
                         torch_dtype: torch.dtype | None = None) -> "OwlPipeline":
         """Load a folder written by `save_pretrained` (safetensors only, no remote code)."""
         from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanTransformer3DModel
         from transformers import AutoModelForImageTextToText, AutoTokenizer, Qwen2VLImageProcessorPil
 
+        from owl.components import load_component
+
         path = check_model_folder(path)
         device = resolve_device(device)
 
         def load(name, fn):
-            try:
-                return fn(path / name)
-            except OwlError:
-                raise
-            except Exception as exc:  # the libraries raise many types; the user needs the component and the reason
-                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                raise OwlError(f"cannot load component {name!r} from {str(path)!r}: {reason}") from exc
+            return load_component(f"component {name!r}", path, lambda: fn(path / name))
 
-        dtype = {"torch_dtype": torch_dtype} if torch_dtype is not None else {}
-        with _quiet_transformers():
-            vlm = load("vlm", lambda p: _checked_transformers_load(AutoModelForImageTextToText, p, **dtype))
+        dtype = {"torch_dtype": torch_dtype} if torch_dtype is not None else {}  # diffusers' name
+        with _quiet_transformers():  # transformers 5 calls it `dtype`
+            vlm = load("vlm", lambda p: _checked_transformers_load(AutoModelForImageTextToText, p,
+                                                                   **{"dtype": torch_dtype} if torch_dtype else {}))
         tokenizer = load("tokenizer", lambda p: AutoTokenizer.from_pretrained(p, trust_remote_code=False))
         image_processor = load("image_processor", Qwen2VLImageProcessorPil.from_pretrained)
         world_model = load("world_model", lambda p: WorldModel.from_parts(vlm, tokenizer, image_processor, p))
@@ -234,6 +266,9 @@ class OwlPipeline:
         vae = load("vae", lambda p: AutoencoderKLWan.from_pretrained(p, use_safetensors=True))
         scheduler = load("scheduler", FlowMatchEulerDiscreteScheduler.from_pretrained)
         renderer = load("renderer", lambda p: Renderer.from_parts(transformer, vae, scheduler, p))
+        if scheduler.config.shift != renderer.config.flow_shift:  # sampling and training use one shift
+            raise OwlError(f"model folder {str(path)!r}: the scheduler's shift {scheduler.config.shift:g} differs from "
+                           f"the renderer's flow_shift {renderer.config.flow_shift:g}, which its training used")
         if renderer.config.state_dim != world_model.hidden_size:
             raise OwlError(f"model folder {str(path)!r}: renderer expects states of size {renderer.config.state_dim} "
                            f"but the world model's are {world_model.hidden_size}")

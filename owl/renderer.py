@@ -39,7 +39,8 @@ class StateProjector(nn.Module):
         self.null_state = nn.Parameter(torch.zeros(num_queries, state_dim))
 
     def forward(self, states: torch.Tensor) -> torch.Tensor:
-        return self.proj(states)
+        # the LMM may run in bf16/fp16 while Owl's own parts stay float32: the states take the projector's dtype
+        return self.proj(states.to(self.null_state.dtype))
 
     def null(self, batch: int) -> torch.Tensor:
         return self.proj(self.null_state).expand(batch, -1, -1)

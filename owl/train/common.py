@@ -205,7 +205,9 @@ def load_pipeline(spec: str | Path, seed: int):
     torch.backends.cudnn.allow_tf32 = True
     if isinstance(spec, str) and spec.startswith("preset:"):
         return OwlPipeline.from_preset(spec.split(":", 1)[1], seed=seed, device=device)
-    return OwlPipeline.from_pretrained(spec, device=device)
+    # float32 master weights whatever the folder holds (a bf16 Qwen or Wan): mixed_precision=bf16|fp16 then runs
+    # the forward passes in half precision through accelerate's autocast, and the optimizer updates float32
+    return OwlPipeline.from_pretrained(spec, device=device, torch_dtype=torch.float32)
 
 
 def check_data(data: str) -> Path:

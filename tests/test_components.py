@@ -1,0 +1,145 @@
+"""An Owl model from published checkpoint layouts: stand-in Qwen-VL and Wan folders (tests/standins.py: the official
+layouts and token ids, small widths, random weights) -> `owl init` -> one step of each training stage in bf16 and
+fp32 -> `owl generate --model`; `OwlPipeline.from_components` from Python; what is not supported is refused."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from owl import OwlPipeline
+from owl.cli import main
+from owl.errors import OwlError
+from standins import qwen2_5_vl_folder, qwen2_vl_folder, qwen3_vl_folder, wan2_1_folder, wan2_2_ti2v_folder
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "real"
+SMALL = ["--num-queries", "8", "--key-frame-size", "56", "--clip-seconds", "1", "--fps", "8",
+         "--height", "64", "--width", "64"]
+SMALL_KW = dict(num_queries=8, key_frame_size=56, clip_seconds=1, fps=8, height=64, width=64, num_inference_steps=2)
+
+
+def owl(*args) -> int:
+    try:
+        return main([str(a) for a in args])
+    except SystemExit as exc:
+        return exc.code
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    root = tmp_path_factory.mktemp("checkpoints")
+    return {"qwen2.5": qwen2_5_vl_folder(root / "Qwen2.5-VL-3B-Instruct"),
+            "wan2.1": wan2_1_folder(root / "Wan2.1-T2V-1.3B-Diffusers")}
+
+
+@pytest.fixture(scope="module")
+def initialized(folders, tmp_path_factory):
+    out = tmp_path_factory.mktemp("owl") / "owl-3b"
+    assert owl("init", "--lmm", folders["qwen2.5"], "--vdm", folders["wan2.1"], "--out", out, *SMALL) == 0
+    return out
+
+
+def test_init_reads_every_dimension_from_the_folders(initialized, folders, capsys):
+    pipe = OwlPipeline.from_pretrained(initialized)
+    wm, r = pipe.world_model, pipe.renderer
+    lmm = json.loads((folders["qwen2.5"] / "config.json").read_text())
+    assert wm.vlm.config.image_token_id == 151655 and wm.vision_start_id == 151652 and wm.vision_end_id == 151653
+    assert wm.dynamics_end_id == 151645  # <|im_end|>, the real id
+    assert r.config.state_dim == lmm.get("text_config", lmm)["hidden_size"] == wm.hidden_size
+    transformer = json.loads((folders["wan2.1"] / "transformer" / "config.json").read_text())
+    assert r.projector.proj[-1].out_features == transformer["text_dim"]
+    assert r.vae.config.z_dim == 16 and r.spatial_scale == 8
+    scheduler = json.loads((folders["wan2.1"] / "scheduler" / "scheduler_config.json").read_text())
+    assert r.config.flow_shift == scheduler["flow_shift"] == pipe.renderer.scheduler.config.shift
+    assert (r.config.fps, r.config.height, r.config.width, r.frames_per_clip(False)) == (8, 64, 64, 8)
+    # the backbones' weights are the folders' own, untouched
+    from safetensors.torch import load_file
+
+    saved = load_file(folders["wan2.1"] / "transformer" / "diffusion_pytorch_model.safetensors")
+    name = next(iter(saved))
+    assert torch.equal(r.transformer.state_dict()[name].to(saved[name].dtype), saved[name])
+
+
+STAGES = """
+import sys
+from owl.cli import main
+model, data, out, precision = sys.argv[1:]
+for stage in ("align", "generate", "world"):
+    code = main(["train", stage, "--config", f"{CONFIGS}/{stage}.yaml", "--set", f"model={model}",
+                 "--set", f"data={data}", "--set", f"output_dir={out}/{stage}", "--set", "steps=1",
+                 "--set", "batch_size=1", "--set", f"mixed_precision={precision}", "--set", "warmup_steps=1",
+                 "--set", "clips_per_sample=2" if stage == "world" else "save_every=1", "--quiet"])
+    assert code == 0, stage
+    model = f"{out}/{stage}/model"
+"""
+
+
+@pytest.mark.parametrize("precision", ["bf16", "no"])
+def test_stages_train_and_generate(initialized, tmp_path, capsys, precision):
+    """configs/real/ at toy steps: LoRA rank 8 on the LMM, gradient checkpointing, and bf16 autocast or fp32. A
+    process holds one accelerate precision, as `owl train` does: the stages run in a process of their own."""
+    import subprocess
+    import sys
+
+    data = tmp_path / "data"
+    assert owl("data", "shapes", "--out", data, "--videos", "2", "--seconds", "4", "--seed", "0", "--size", "64",
+               "--fps", "8") == 0
+    run = subprocess.run([sys.executable, "-c", STAGES.replace("{CONFIGS}", str(CONFIGS)), str(initialized),
+                          str(data / "captions.json"), str(tmp_path), precision], capture_output=True, text=True,
+                         timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    capsys.readouterr()
+    dtype = "bfloat16" if precision == "bf16" else "float32"
+    video = tmp_path / f"{dtype}.mp4"
+    assert owl("generate", "--model", tmp_path / "world" / "model", "--prompt", "a red ball rolls left",
+               "--seconds", "2", "--steps", "2", "--dtype", dtype, "--out", video, "--quiet", "--no-session") == 0
+    assert capsys.readouterr().out.startswith(f"wrote {video} (2.00 s, 16 frames at 8 fps)")
+
+
+@pytest.mark.parametrize("lmm, vdm, key_frame_size", [
+    (qwen2_vl_folder, wan2_2_ti2v_folder, 56), (qwen2_5_vl_folder, wan2_2_ti2v_folder, 56),
+    (qwen3_vl_folder, wan2_1_folder, 64),  # Qwen3-VL: 16 px patches, so key frames are a multiple of 32
+])
+def test_from_components_in_python(tmp_path, lmm, vdm, key_frame_size):
+    pipe = OwlPipeline.from_components(lmm(tmp_path / "lmm"), vdm(tmp_path / "vdm"),
+                                       **{**SMALL_KW, "key_frame_size": key_frame_size})
+    assert pipe.world_model.vision_start_id == 151652 and pipe.world_model.dynamics_end_id == 151645
+    r = pipe.renderer
+    if vdm is wan2_2_ti2v_folder:  # 48 latent channels, 16x spatial VAE
+        assert r.vae.config.z_dim == 48 and r.spatial_scale == 16 and r.size_multiple == 32
+    out = pipe("a red ball rolls left", seconds=2, progress=False)
+    assert out.frames.shape == (16, 64, 64, 3)
+    pipe.save_pretrained(tmp_path / "owl")
+    again = OwlPipeline.from_pretrained(tmp_path / "owl", torch_dtype=torch.bfloat16)
+    assert again("a red ball rolls left", seconds=2, progress=False).frames.shape == (16, 64, 64, 3)
+
+
+def test_what_is_not_supported_is_refused_in_one_line(folders, tmp_path, capsys):
+    llama = tmp_path / "llama"
+    llama.mkdir()
+    (llama / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    i2v = tmp_path / "i2v"
+    shutil.copytree(folders["wan2.1"], i2v)
+    index = json.loads((i2v / "model_index.json").read_text())
+    (i2v / "model_index.json").write_text(json.dumps({**index, "_class_name": "WanImageToVideoPipeline"}))
+    pickled = tmp_path / "pickled"
+    shutil.copytree(folders["qwen2.5"], pickled)
+    for f in pickled.glob("model*.safetensors*"):
+        f.rename(f.with_name("pytorch_model.bin"))
+    cases = [(llama, folders["wan2.1"], "holds a 'llama' model; supported: Qwen2-VL, Qwen2.5-VL, Qwen3-VL"),
+             (folders["qwen2.5"], i2v, "is a 'WanImageToVideoPipeline'; supported"),
+             (pickled, folders["wan2.1"], "has no safetensors weights"),
+             (folders["qwen2.5"], tmp_path / "none", "VDM folder not found")]
+    for lmm, vdm, message in cases:
+        out = tmp_path / "out"
+        assert owl("init", "--lmm", lmm, "--vdm", vdm, "--out", out, *SMALL) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], err
+        assert not out.exists() and not list(tmp_path.glob(".out*"))
+    with pytest.raises(OwlError, match="key_frame_size must be a multiple of 28"):
+        OwlPipeline.from_components(folders["qwen2.5"], folders["wan2.1"], **{**SMALL_KW, "key_frame_size": 50})
+    # an Owl command given a checkpoint folder says how to make an Owl model of it
+    assert owl("generate", "--model", folders["qwen2.5"], "--prompt", "x", "--out", tmp_path / "x.mp4") == 2
+    assert "owl init --lmm" in capsys.readouterr().err
