@@ -68,7 +68,7 @@ class OwlChoices:
             raise OwlError(f"guidance_scale must be a number from 1 to 100, got {self.guidance_scale!r}")
 
 
-def _read_json(path: Path, what: str) -> dict:
+def read_json(path: Path, what: str) -> dict:
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError:
@@ -100,7 +100,7 @@ def load_component(what: str, path: Path, fn):
 
 def lmm_family(path: Path) -> str:
     """The model_type of a transformers VLM folder, refused unless it is a supported family."""
-    config = _read_json(path / "config.json", "LMM folder")
+    config = read_json(path / "config.json", "LMM folder")
     kind = config.get("model_type")
     if kind not in LMM_FAMILIES:
         raise OwlError(f"LMM folder {str(path)!r} holds a {kind!r} model; supported: "
@@ -158,7 +158,7 @@ def load_vdm(path: str | Path, torch_dtype: torch.dtype | None = None):
     path = Path(path)
     if not path.is_dir():
         raise OwlError(f"VDM folder not found: {str(path)!r}")
-    index = _read_json(path / "model_index.json", "VDM folder")
+    index = read_json(path / "model_index.json", "VDM folder")
     if index.get("_class_name") not in VDM_PIPELINES:
         raise OwlError(f"VDM folder {str(path)!r} is a {index.get('_class_name')!r}; supported: diffusers' "
                        f"{', '.join(VDM_PIPELINES)} folders (Wan2.1 T2V, Wan2.2 TI2V-5B)")
@@ -180,7 +180,7 @@ def load_vdm(path: str | Path, torch_dtype: torch.dtype | None = None):
 def scheduler_shift(folder: Path) -> float:
     """The timestep shift of a Wan folder's scheduler: UniPC's `flow_shift`, or a flow-matching scheduler's
     `shift`. Owl samples with flow-matching Euler at this shift and trains with the same (RendererConfig.flow_shift)."""
-    config = _read_json(folder / "scheduler_config.json", "VDM folder's scheduler")
+    config = read_json(folder / "scheduler_config.json", "VDM folder's scheduler")
     shift = config.get("flow_shift", config.get("shift"))
     if isinstance(shift, bool) or not isinstance(shift, (int, float)) or not shift > 0:
         raise OwlError(f"{str(folder)!r}: scheduler_config.json states no positive flow_shift (or shift), got {shift!r}")

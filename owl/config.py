@@ -27,7 +27,8 @@ from owl.errors import OwlError
 class WorldModelConfig:
     num_queries: int = 128  # Q learned state queries; their last-layer hidden states are s_t (Q x D)
     key_frames: int = 2  # K frames of each clip that go back into the LMM as the observation O_t
-    key_frame_size: int = 448  # side of the square key frames fed to the vision tower (a multiple of patch*merge)
+    key_frame_size: int = 448  # key frames enter the vision tower at about this side squared in pixels, aspect kept
+    # (the processor's smart_resize: sides multiples of patch * merge)
     max_dynamics_tokens: int = 32  # generation bound for d_t
     dynamics_end_token: str = "<|im_end|>"  # closes every dynamics text D_t
     vision_start_token: str = "<|vision_start|>"

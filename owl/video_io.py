@@ -372,6 +372,20 @@ def _parse_size(size) -> tuple[int, int] | None:
     return height, width
 
 
+_FORK_HOOK: list = []
+
+
+def _collect_before_fork() -> None:
+    """Free unreachable decord readers in the parent before any fork (a DataLoader's workers): collected in a
+    child, a reader's finalizer waits forever on decoder threads that did not survive the fork. Readers still in
+    use are kept from the child by `ReaderCache`."""
+    if not _FORK_HOOK:
+        import gc
+
+        os.register_at_fork(before=gc.collect)
+        _FORK_HOOK.append(True)
+
+
 class VideoFile:
     """One open video: a decord reader, the start time of every frame, and the rotation to apply.
 
@@ -382,6 +396,7 @@ class VideoFile:
     def __init__(self, path: str | os.PathLike, size: tuple[int, int] | int | None = None, threads: int = 0):
         import decord
 
+        _collect_before_fork()
         self.path = Path(path)
         self.size = _parse_size(size)
         where = str(self.path)

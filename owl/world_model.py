@@ -121,26 +121,32 @@ class WorldModel(nn.Module):
     def pixel_patches(self, frames_thwc: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """Frames -> the vision tower's input, as the model's image processor lays it out, computed in torch.
 
-        Each frame is resized to key_frame_size (bicubic, antialiased) when it differs, rescaled and normalized
+        Each frame keeps its aspect ratio: it is resized (bicubic, antialiased) to the processor's own geometry
+        (`smart_resize`: sides a multiple of patch x merge, about key_frame_size^2 pixels), rescaled and normalized
         with the processor's mean and std, repeated to `temporal_patch_size` frames, and cut into patches in
         Qwen2-VL's order (merge windows of merge x merge patches kept together). Returns patches
         (T * gh * gw, 3 * tp * p * p) and grid_thw (T, 3) = (1, gh, gw) per frame. The processor itself works
         frame by frame through PIL; this does the same for a whole batch at once, on the model's device.
         """
+        from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
+
         proc, size = self.image_processor, self.config.key_frame_size
+        p, m, tp = proc.patch_size, proc.merge_size, proc.temporal_patch_size
         x = torch.from_numpy(np.ascontiguousarray(frames_thwc)).to(self.device).permute(0, 3, 1, 2).float()  # (T, 3, H, W)
-        if x.shape[-2:] != (size, size):
-            x = torch.nn.functional.interpolate(x, size=(size, size), mode="bicubic", antialias=True, align_corners=False)
+        height, width = smart_resize(x.shape[-2], x.shape[-1], factor=p * m, min_pixels=(p * m) ** 2,
+                                     max_pixels=size * size)
+        if x.shape[-2:] != (height, width):
+            x = torch.nn.functional.interpolate(x, size=(height, width), mode="bicubic", antialias=True,
+                                                align_corners=False)
             x = x.round().clamp(0, 255)
         mean = torch.tensor(proc.image_mean, device=self.device).view(1, 3, 1, 1)
         std = torch.tensor(proc.image_std, device=self.device).view(1, 3, 1, 1)
         x = (x * proc.rescale_factor - mean) / std
-        t, p, m, tp = x.shape[0], proc.patch_size, proc.merge_size, proc.temporal_patch_size
-        g = size // p
-        x = x[:, None].expand(t, tp, 3, size, size)  # a still frame fills the temporal patch
-        x = x.reshape(t, tp, 3, g // m, m, p, g // m, m, p).permute(0, 3, 6, 4, 7, 2, 1, 5, 8)
-        patches = x.reshape(t * g * g, 3 * tp * p * p)
-        grid_thw = torch.tensor([[1, g, g]] * t, device=self.device)
+        t, gh, gw = x.shape[0], height // p, width // p
+        x = x[:, None].expand(t, tp, 3, height, width)  # a still frame fills the temporal patch
+        x = x.reshape(t, tp, 3, gh // m, m, p, gw // m, m, p).permute(0, 3, 6, 4, 7, 2, 1, 5, 8)
+        patches = x.reshape(t * gh * gw, 3 * tp * p * p)
+        grid_thw = torch.tensor([[1, gh, gw]] * t, device=self.device)
         return patches, grid_thw
 
     def frame_segments(self, frames_thwc: np.ndarray) -> list[Segment]:

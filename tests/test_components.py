@@ -143,3 +143,49 @@ def test_what_is_not_supported_is_refused_in_one_line(folders, tmp_path, capsys)
     # an Owl command given a checkpoint folder says how to make an Owl model of it
     assert owl("generate", "--model", folders["qwen2.5"], "--prompt", "x", "--out", tmp_path / "x.mp4") == 2
     assert "owl init --lmm" in capsys.readouterr().err
+
+
+def test_the_papers_align_target_reads_wans_own_text_encoder(initialized, folders, tmp_path):
+    """align_target text_encoder from the Wan folder as published: UMT5 from text_encoder/, its tokenizer from the
+    sibling tokenizer/; the projected state learns to match the encoder's features (the loss falls)."""
+    data = tmp_path / "data"
+    assert owl("data", "shapes", "--out", data, "--videos", "2", "--seconds", "4", "--seed", "0", "--size", "64",
+               "--fps", "8") == 0
+    out = tmp_path / "align"
+    assert owl("train", "align", "--config", CONFIGS / "align.yaml", "--set", f"model={initialized}",
+               "--set", f"data={data / 'captions.json'}", "--set", f"output_dir={out}", "--set", "steps=6",
+               "--set", "batch_size=2", "--set", "mixed_precision=no", "--set", "warmup_steps=1",
+               "--set", "align_target=text_encoder", "--set", f"text_encoder={folders['wan2.1']}",
+               "--set", "lr_projector=1e-2", "--set", "fixed_batch=true", "--quiet") == 0
+    losses = [json.loads(line)["loss"] for line in (out / "log.jsonl").read_text().splitlines()]
+    assert len(losses) == 6 and losses[-1] < losses[0]
+    assert owl("train", "align", "--config", CONFIGS / "align.yaml", "--set", f"model={initialized}",
+               "--set", f"data={data / 'captions.json'}", "--set", f"output_dir={tmp_path / 'bad'}",
+               "--set", "align_target=text_encoder", "--set", f"text_encoder={folders['qwen2.5']}", "--quiet") == 2
+
+
+def test_real_size_on_the_meta_device(tmp_path):
+    """Qwen2.5-VL-3B + Wan2.1-T2V-1.3B at their published shapes (no weights: the meta device) assemble with the
+    real token ids, and their parameter counts are the published models' (3.75B, 1.4B)."""
+    from diffusers import AutoencoderKLWan, WanTransformer3DModel
+    from transformers import AutoConfig, AutoModelForImageTextToText, AutoTokenizer, Qwen2VLImageProcessorPil
+
+    from owl.components import OwlChoices, assemble
+    from owl.config import PRESETS
+
+    preset = PRESETS["qwen2.5-vl-3b+wan2.1-1.3b"]
+    folder = qwen2_5_vl_folder(tmp_path / "qwen")  # the tokenizer and processor, with the real ids
+    tokenizer, processor = AutoTokenizer.from_pretrained(folder), Qwen2VLImageProcessorPil.from_pretrained(folder)
+    with torch.device("meta"):
+        vlm = AutoModelForImageTextToText.from_config(AutoConfig.for_model(**preset.vlm))
+        transformer = WanTransformer3DModel(**preset.transformer)
+        vae = AutoencoderKLWan()
+        pipe = assemble(vlm, tokenizer, processor, transformer, vae, 3.0, OwlChoices())
+    wm, r = pipe.world_model, pipe.renderer
+    assert (wm.vision_start_id, wm.vision_end_id, wm.dynamics_end_id) == (151652, 151653, 151645)
+    assert wm.vlm.config.image_token_id == 151655
+    count = lambda module: sum(p.numel() for p in module.parameters())
+    assert 3.70e9 < count(wm.vlm) < 3.80e9  # Qwen2.5-VL-3B-Instruct: 3.75B
+    assert 1.35e9 < count(r.transformer) < 1.45e9  # Wan2.1-T2V-1.3B
+    assert wm.state_queries.shape == (128, 2048) and r.projector.proj[-1].out_features == 4096
+    assert (r.config.height, r.config.width, r.config.fps, r.frames_per_clip(False)) == (480, 832, 16, 80)

@@ -45,7 +45,8 @@ def test_cli_defaults_to_the_shipped_model(tmp_path, capsys):
 
 
 def test_the_readmes_python_snippets_run_as_written(tmp_path):
-    """Every ```python block of the README, run in order as a user would paste it, next to the shipped model."""
+    """Every ```python block of the README, run in order as a user would paste it, next to the shipped model
+    (```py blocks need checkpoints a user brings: tests/test_components.py runs their calls on stand-ins)."""
     import re
     import subprocess
     import sys

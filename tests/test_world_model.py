@@ -103,6 +103,25 @@ def test_pixel_patches_match_the_image_processor(tiny_pipe):
     torch.testing.assert_close(ours, theirs["pixel_values"].float(), atol=1e-5, rtol=1e-5)
 
 
+def test_non_square_frames_keep_their_aspect_ratio(tiny_pipe):
+    """A wide frame stays wide in the vision tower (the processor's own smart_resize geometry), not squashed."""
+    wm = tiny_pipe.world_model
+    step = wm.image_processor.patch_size * wm.image_processor.merge_size  # 8 in the tiny preset
+    frames = np.random.default_rng(3).integers(0, 256, (2, 24, 40, 3), dtype=np.uint8)  # already on the grid
+    ours, grid = wm.pixel_patches(frames)
+    theirs = wm.image_processor(images=list(frames), return_tensors="pt",
+                                size={"shortest_edge": step * step, "longest_edge": wm.config.key_frame_size ** 2})
+    assert grid.tolist() == [[1, 6, 10]] * 2
+    torch.testing.assert_close(grid, theirs["image_grid_thw"])
+    torch.testing.assert_close(ours, theirs["pixel_values"].float(), atol=1e-5, rtol=1e-5)
+    wide = np.random.default_rng(4).integers(0, 256, (1, 60, 104, 3), dtype=np.uint8)  # 480 x 832 in miniature
+    _, grid = wm.pixel_patches(wide)
+    _, gh, gw = grid[0].tolist()
+    assert gh * gw * wm.image_processor.patch_size ** 2 <= wm.config.key_frame_size ** 2
+    assert abs(gw / gh - 104 / 60) < 0.35 and gw > gh
+    assert len(wm.frame_segments(wide)[0].embeds) == gh * gw // 4 + 2  # merged tokens between start and end
+
+
 @pytest.mark.parametrize("bounds", [{"max_observations": 1}, {"max_observations": 2, "max_steps": 2}])
 def test_bounded_cache_matches_recomputing_the_window(tiny_pipe, bounds):
     wm = tiny_pipe.world_model

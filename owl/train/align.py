@@ -70,17 +70,40 @@ def words_loss(world_model, states: torch.Tensor, captions: list[str]) -> torch.
     return -(target * mixture.clamp(min=1e-8).log()).sum(-1).mean()
 
 
+def load_text_encoder(path: str):
+    """(encoder, tokenizer) of the paper's align target, frozen: from a diffusers Wan folder as published (its
+    `text_encoder/`, UMT5, and the `tokenizer/` beside it) or from an encoder folder that holds its tokenizer.
+    UMT5 loads as UMT5EncoderModel, which keeps its per-layer position biases (T5EncoderModel would drop them)."""
+    from transformers import AutoTokenizer, T5EncoderModel, UMT5EncoderModel
+
+    from owl.components import load_component, read_json
+
+    root = Path(path)
+    if not path or not root.is_dir():
+        raise OwlError(f"align_target text_encoder needs text_encoder: a Wan folder or an encoder folder, got {path!r}")
+    wan = (root / "model_index.json").is_file()
+    encoder_dir, tokenizer_dir = (root / "text_encoder", root / "tokenizer") if wan else (root, root)
+    classes = {"umt5": UMT5EncoderModel, "t5": T5EncoderModel}
+    kind = read_json(encoder_dir / "config.json", "text encoder").get("model_type")
+    if kind not in classes:
+        raise OwlError(f"text encoder {str(encoder_dir)!r} is a {kind!r} model; supported: {', '.join(classes)}")
+    encoder = load_component("the text encoder", encoder_dir,
+                             lambda: classes[kind].from_pretrained(encoder_dir, use_safetensors=True))
+    tokenizer = load_component("the text encoder's tokenizer", tokenizer_dir,
+                               lambda: AutoTokenizer.from_pretrained(tokenizer_dir))
+    return encoder.eval().requires_grad_(False), tokenizer
+
+
 class AlignLoss(nn.Module):
     def __init__(self, pipe, cfg: AlignConfig):
         super().__init__()
         self.world_model, self.projector, self.cfg = pipe.world_model, pipe.renderer.projector, cfg
         if cfg.align_target == "text_encoder":
-            from transformers import AutoTokenizer, T5EncoderModel
-
-            if not Path(cfg.text_encoder).is_dir():
-                raise OwlError(f"align_target text_encoder needs text_encoder: a local encoder folder, got {cfg.text_encoder!r}")
-            self.encoder = T5EncoderModel.from_pretrained(cfg.text_encoder, use_safetensors=True).eval().requires_grad_(False)
-            self.encoder_tokenizer = AutoTokenizer.from_pretrained(cfg.text_encoder)
+            self.encoder, self.encoder_tokenizer = load_text_encoder(cfg.text_encoder)
+            text_dim = self.projector.proj[-1].out_features
+            if self.encoder.config.d_model != text_dim:
+                raise OwlError(f"text_encoder {cfg.text_encoder!r} makes {self.encoder.config.d_model}-d features but "
+                               f"the renderer's condition is {text_dim}-d: give the encoder of this model's Wan")
         elif cfg.align_target not in ("lmm_text", "words"):
             raise OwlError(f"align_target must be lmm_text, words or text_encoder, got {cfg.align_target!r}")
         elif cfg.align_target == "lmm_text" and (cfg.lr_lmm > 0 or cfg.lora_rank > 0):

@@ -20,7 +20,6 @@ Each stage (`vae.py`, `align.py`, `generate.py`, `world.py`) is a linear script 
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import math
@@ -562,23 +561,32 @@ def truncate_log(log_path: Path, step: int) -> None:
 # --- the release artifact ---------------------------------------------------------------------------------------
 
 def save_artifact(pipe, output_dir: Path, ema=None, lora_dir: bool = True) -> Path:
-    """The release artifact: `output_dir/model/`, a save_pretrained folder (EMA weights and merged LoRA in it)."""
+    """The release artifact: `output_dir/model/`, a save_pretrained folder (EMA weights and merged LoRA in it).
+
+    Written from the live pipeline, not from a copy (a copy would double the memory at real size). Training has
+    ended when this runs, so LoRA is merged into the LMM in place; the EMA weights are swapped into the
+    transformer for the save and the trained ones swapped back after it."""
     from peft import PeftModel
 
     final, tmp = output_dir / "model", output_dir / ".tmp-model"
     shutil.rmtree(tmp, ignore_errors=True)
-    release = copy.deepcopy(pipe)
-    lm = release.world_model.vlm.model.language_model
+    lm = pipe.world_model.vlm.model.language_model
     if isinstance(lm, PeftModel):
         if lora_dir:
             lm.save_pretrained(tmp / "lora")  # the adapter alone, loadable with peft
-        release.world_model.vlm.model.language_model = lm.merge_and_unload()
+        pipe.world_model.vlm.model.language_model = lm.merge_and_unload()
+    params = list(pipe.renderer.transformer.parameters())
     if ema is not None:
-        ema.copy_to(release.renderer.transformer.parameters())
+        ema.store(params)
+        ema.copy_to(params)
     from transformers.utils import logging
 
     logging.disable_progress_bar()  # no per-shard bars in the training log
-    release.save_pretrained(tmp)
+    try:
+        pipe.save_pretrained(tmp)
+    finally:
+        if ema is not None:
+            ema.restore(params)
     _replace_dir(tmp, final)
     return final
 
@@ -720,8 +728,8 @@ def train(cfg: TrainConfig, stage: str, pipe, loss_module: nn.Module, dataset, c
     if accelerator.is_main_process:
         if before_save is not None:
             before_save()
+        weights = sum(float(p.detach().double().sum()) for g in groups for p in g["params"])  # before LoRA merges
         artifact = save_artifact(pipe, output_dir, ema)
-        weights = sum(float(p.detach().double().sum()) for g in groups for p in g["params"])
         (output_dir / "done.json").write_text(json.dumps({"stage": stage, "steps": step, "weights_sum": weights}) + "\n")
     accelerator.wait_for_everyone()
     if accelerator.num_processes > 1:  # each rank records what it holds, so a test can compare them
