@@ -293,12 +293,14 @@ def cmd_init(args) -> int:
     out = Path(args.out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise OwlError(f"--out {str(out)!r} exists and is not an empty folder; choose a new one")
-    if not out.parent.is_dir():
-        raise OwlError(f"the folder of --out does not exist: {str(out.parent)!r}")
     choices = {name: getattr(args, name) for name in ("num_queries", "key_frames", "key_frame_size", "clip_seconds",
                                                       "fps", "height", "width") if getattr(args, name) is not None}
     dtype = None if args.dtype in (None, "auto") else getattr(torch, args.dtype)
     pipe = OwlPipeline.from_components(args.lmm, args.vdm, torch_dtype=dtype, seed=args.seed, **choices)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OwlError(f"cannot make the folder of --out {str(out.parent)!r}: {exc.strerror}") from exc
     tmp = out.with_name(f".{out.name}.tmp-init")  # written whole, then renamed: never a half-written model
     shutil.rmtree(tmp, ignore_errors=True)
     try:
