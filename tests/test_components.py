@@ -31,14 +31,27 @@ def owl(*args) -> int:
 def folders(tmp_path_factory):
     root = tmp_path_factory.mktemp("checkpoints")
     return {"qwen2.5": qwen2_5_vl_folder(root / "Qwen2.5-VL-3B-Instruct"),
-            "wan2.1": wan2_1_folder(root / "Wan2.1-T2V-1.3B-Diffusers")}
+            "wan2.1": wan2_1_folder(root / "Wan2.1-T2V-1.3B-Diffusers"),
+            "wan2.2": wan2_2_ti2v_folder(root / "Wan2.2-TI2V-5B-Diffusers")}
 
 
 @pytest.fixture(scope="module")
-def initialized(folders, tmp_path_factory):
-    out = tmp_path_factory.mktemp("owl") / "owl-3b"
-    assert owl("init", "--lmm", folders["qwen2.5"], "--vdm", folders["wan2.1"], "--out", out, *SMALL) == 0
-    return out
+def owl_models(folders, tmp_path_factory):
+    """`owl init` of Qwen2.5-VL with each Wan, made once per module: {"wan2.1": folder, "wan2.2": folder}."""
+    made = {}
+
+    def init(vdm: str):
+        if vdm not in made:
+            out = tmp_path_factory.mktemp("owl") / f"owl-{vdm}"
+            assert owl("init", "--lmm", folders["qwen2.5"], "--vdm", folders[vdm], "--out", out, *SMALL) == 0
+            made[vdm] = out
+        return made[vdm]
+    return init
+
+
+@pytest.fixture(scope="module")
+def initialized(owl_models):
+    return owl_models("wan2.1")
 
 
 def test_init_reads_every_dimension_from_the_folders(initialized, folders, capsys):
@@ -76,8 +89,8 @@ for stage in ("align", "generate", "world"):
 """
 
 
-@pytest.mark.parametrize("precision", ["bf16", "no"])
-def test_stages_train_and_generate(initialized, tmp_path, capsys, precision):
+@pytest.mark.parametrize("vdm, precision", [("wan2.1", "bf16"), ("wan2.1", "no"), ("wan2.2", "bf16")])
+def test_stages_train_and_generate(owl_models, tmp_path, capsys, vdm, precision):
     """configs/real/ at toy steps: LoRA rank 8 on the LMM, gradient checkpointing, and bf16 autocast or fp32. A
     process holds one accelerate precision, as `owl train` does: the stages run in a process of their own."""
     import subprocess
@@ -86,7 +99,7 @@ def test_stages_train_and_generate(initialized, tmp_path, capsys, precision):
     data = tmp_path / "data"
     assert owl("data", "shapes", "--out", data, "--videos", "2", "--seconds", "4", "--seed", "0", "--size", "64",
                "--fps", "8") == 0
-    run = subprocess.run([sys.executable, "-c", STAGES.replace("{CONFIGS}", str(CONFIGS)), str(initialized),
+    run = subprocess.run([sys.executable, "-c", STAGES.replace("{CONFIGS}", str(CONFIGS)), str(owl_models(vdm)),
                           str(data / "captions.json"), str(tmp_path), precision], capture_output=True, text=True,
                          timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
