@@ -68,14 +68,12 @@ def check_setting_options(args) -> None:
 
 
 def check_options(args) -> None:
-    """Everything a video command can check before a model loads: the settings, the image, the model folder and
-    the output path."""
-    from owl.pipeline import check_model_folder, open_image
+    """Everything a video command can check before a model loads: the settings, the model folder and the output
+    path (`owl generate` opens its image before loading too)."""
+    from owl.pipeline import check_model_folder
     from owl.video_io import check_output
 
     check_setting_options(args)
-    if getattr(args, "image", None) is not None:
-        open_image(args.image)
     if getattr(args, "model", None):
         check_model_folder(args.model)
     if getattr(args, "out", None) is not None:
@@ -163,21 +161,21 @@ def cmd_generate(args) -> int:
     if args.out_dir is not None or args.retry_failed:
         raise OwlError(f"{' '.join(_given(args, ('out_dir', 'retry_failed')))} goes with --batch; a single video "
                        "takes --out")
+    from owl.pipeline import open_image
     from owl.session import session_path
     from owl.timeline import read_script
-    from owl.video_io import check_output
 
     if args.dynamics is not None and args.script is not None:
         raise OwlError("give either --dynamics or --script, not both")
     dynamics = parse_dynamics(args.dynamics) if args.script is None else read_script(args.script)
-    out = Path(args.out or "owl.mp4")
-    check_options(args)
-    device = pick_device(args.device)
-    check_output(out)
-    pipe = load_pipeline(args.model, args.preset, device, args=args)
+    args.out = args.out or "owl.mp4"
+    out = Path(args.out)
+    check_options(args)  # the output path among them
+    image = None if args.image is None else open_image(args.image)  # read once, before the model loads
+    pipe = load_pipeline(args.model, args.preset, pick_device(args.device), args=args)
     try:
         result = pipe(
-            prompt=args.prompt or "", image=args.image, seconds=24.0 if args.seconds is None else args.seconds,
+            prompt=args.prompt or "", image=image, seconds=24.0 if args.seconds is None else args.seconds,
             fps=args.fps, height=args.height, width=args.width, dynamics=dynamics,
             seed=0 if args.seed is None else args.seed, num_inference_steps=args.steps, guidance_scale=args.guidance,
             memory=args.memory or "full", output=out, progress=_progress(args),

@@ -202,3 +202,33 @@ def test_real_size_on_the_meta_device(tmp_path):
     assert 1.35e9 < count(r.transformer) < 1.45e9  # Wan2.1-T2V-1.3B
     assert wm.state_queries.shape == (128, 2048) and r.projector.proj[-1].out_features == 4096
     assert (r.config.height, r.config.width, r.config.fps, r.frames_per_clip(False)) == (480, 832, 16, 80)
+
+
+def test_stages_1_and_2_read_a_caption_clip_table(initialized, tmp_path, capsys):
+    """WebVid / Panda-70M style rows (video, caption, start, end) feed align and generate, one clip per row; the
+    world stage, which needs several captioned clips per video, refuses a table in one line."""
+    import csv
+
+    data = tmp_path / "data"
+    assert owl("data", "shapes", "--out", data, "--videos", "2", "--seconds", "8", "--seed", "0", "--size", "64",
+               "--fps", "8") == 0
+    table = data / "clips.csv"
+    captions = json.loads((data / "captions.json").read_text())
+    with open(table, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["video", "caption", "start", "end"])
+        for video_id, entry in captions.items():
+            for (start, end), sentence in zip(entry["timestamps"], entry["sentences"]):
+                writer.writerow([f"{video_id}.mp4", sentence, start, end])
+    model = initialized
+    for stage in ("align", "generate"):
+        out = tmp_path / stage
+        assert owl("train", stage, "--config", CONFIGS / f"{stage}.yaml", "--set", f"model={model}",
+                   "--set", f"data={table}", "--set", f"output_dir={out}", "--set", "steps=1", "--set", "batch_size=2",
+                   "--set", "mixed_precision=no", "--set", "warmup_steps=1", "--quiet") == 0, stage
+        model = out / "model"
+    assert list((data / ".owl-latents").rglob("*.safetensors"))  # generate cached each row's latents
+    capsys.readouterr()
+    assert owl("train", "world", "--config", CONFIGS / "world.yaml", "--set", f"model={model}",
+               "--set", f"data={table}", "--set", f"output_dir={tmp_path / 'world'}", "--quiet") == 2
+    assert "stage world needs dense captions" in capsys.readouterr().err

@@ -212,7 +212,8 @@ def load_pipeline(spec: str | Path, seed: int):
 def check_data(data: str) -> Path:
     path = Path(data)
     if not data or not path.exists():
-        raise OwlError(f"data not found: {data!r} (a captions file in ActivityNet or Vript format)")
+        raise OwlError(f"data not found: {data!r} (a dense-caption file in ActivityNet or Vript format, or for "
+                       "align and generate a caption-clip table, .csv or .jsonl)")
     return path
 
 

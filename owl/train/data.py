@@ -67,20 +67,76 @@ def _vae_key(renderer, fps: float, height: int, width: int) -> str:
     return h.hexdigest()[:16]
 
 
+CLIP_TABLES = (".csv", ".jsonl")  # caption-clip tables (WebVid, Panda-70M, `owl data scan`): one clip per row
+
+
+def is_clip_table(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() in CLIP_TABLES
+
+
+def _cached_latents(file: Path, frames: np.ndarray, renderer, length: int) -> torch.Tensor:
+    """The VAE latents (C, length, h, w) of uint8 frames (T, H, W, 3), read from `file` or encoded and written there
+    (atomically)."""
+    from safetensors.torch import load_file, save_file
+
+    from owl.renderer import from_uint8_thwc
+    from owl.video_io import temporary_path
+
+    if file.is_file():
+        z = load_file(file)["latents"]
+        if z.shape[1] == length:
+            return z
+    device = renderer.projector.null_state.device
+    z = renderer.encode(from_uint8_thwc(frames)[None].to(device))[0].cpu()
+    file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_path(file)
+    save_file({"latents": z.contiguous()}, tmp)
+    tmp.replace(file)
+    return z
+
+
+@torch.no_grad()
+def prepare_clip_table(table: Path, renderer, *, latents: bool, max_videos: int = 0,
+                       skip_invalid: bool = False) -> list[PreparedVideo]:
+    """Stages 1-2 from caption-clip pairs (Owl-1 §3.3: WebVid, Panda-70M): each row of a CSV / JSONL table (see
+    `owl.data.ClipDataset`) becomes one clip of the rollout's grid, its first 1 + 4n frames from the row's span
+    start at the model's fps and size, with the row's caption and (cached) latents."""
+    from owl.data.clips import ClipDataset
+    from owl.video_io import cthw_to_thwc
+
+    cfg = renderer.config
+    n = cfg.clip_latent_frames
+    rows = ClipDataset(table, num_frames=1 + 4 * n, fps=cfg.fps, size=(cfg.height, cfg.width), offset="start",
+                       require_captions=True, skip_invalid=skip_invalid)
+    cache = table.parent / ".owl-latents" / _vae_key(renderer, cfg.fps, cfg.height, cfg.width)
+    prepared = []
+    for index in range(len(rows) if not max_videos else min(max_videos, len(rows))):
+        item, sample = rows.items[index], rows[index]
+        frames = cthw_to_thwc(sample["frames"])
+        z = None
+        if latents:
+            key = hashlib.sha256(f"{item['video']}:{item['start']}:{item['end']}".encode()).hexdigest()[:16]
+            z = _cached_latents(cache / f"{key}.safetensors", frames, renderer, 1 + n)
+        prepared.append(PreparedVideo(item["id"], frames, z, [sample["caption"]], [True]))
+    return prepared
+
+
 @torch.no_grad()
 def prepare_videos(captions_path: Path, renderer, *, latents: bool, max_videos: int = 0,
                    skip_invalid: bool = False) -> list[PreparedVideo]:
-    """Read every captioned video at the renderer's fps and size, with its clip captions and (cached) latents."""
-    from safetensors.torch import load_file, save_file
-
+    """Read every captioned video at the renderer's fps and size, with its clip captions and (cached) latents.
+    A caption-clip table (.csv / .jsonl) gives one clip per row instead (`prepare_clip_table`)."""
     from owl.data.bad_entries import BadEntries
     from owl.data.caption_files import load_captions
     from owl.data.dense_captions import clip_captions, resolve_video, scene_starts
-    from owl.video_io import read_video, temporary_path
+    from owl.video_io import read_video
 
     cfg = renderer.config
     if cfg.context_latent_frames != 1:
         raise OwlError(f"training needs context_latent_frames == 1, the model has {cfg.context_latent_frames}")
+    if is_clip_table(captions_path):
+        return prepare_clip_table(captions_path, renderer, latents=latents, max_videos=max_videos,
+                                  skip_invalid=skip_invalid)
     n = cfg.clip_latent_frames
     clip_seconds = 4 * n / cfg.fps
     bad = BadEntries(str(captions_path))
@@ -98,7 +154,6 @@ def prepare_videos(captions_path: Path, renderer, *, latents: bool, max_videos: 
     if max_videos:
         found = found[:max_videos]
     prepared, short = [], 0
-    device = renderer.projector.null_state.device
     for video, path in found:
         frames, _ = read_video(path, cfg.fps, size=(cfg.height, cfg.width))
         if len(frames) % (4 * n) == 0:  # a whole number of seconds is one frame short of the grid: repeat the last
@@ -115,18 +170,8 @@ def prepare_videos(captions_path: Path, renderer, *, latents: bool, max_videos: 
             texts.append(last.sentence if last else "")
             states.append(last.state if last else "")
         z = None
-        if latents:
-            file = cache / f"{video.video_id}.safetensors"
-            if file.is_file():
-                z = load_file(file)["latents"]
-            if z is None or z.shape[1] != 1 + n * num_clips:  # absent, or cached from other frames
-                from owl.renderer import from_uint8_thwc
-
-                z = renderer.encode(from_uint8_thwc(frames)[None].to(device))[0].cpu()
-                cache.mkdir(parents=True, exist_ok=True)
-                tmp = temporary_path(file)
-                save_file({"latents": z.contiguous()}, tmp)
-                tmp.replace(file)
+        if latents:  # cached; encoded again when absent or cached from other frames
+            z = _cached_latents(cache / f"{video.video_id}.safetensors", frames, renderer, 1 + n * num_clips)
         prepared.append(PreparedVideo(video.video_id, frames, z, texts, scene_starts(video.segments, chosen), states))
     if short:
         warnings.warn(f"{short} video(s) shorter than one clip ({clip_seconds:g} s) were left out", OwlWarning)

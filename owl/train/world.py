@@ -31,7 +31,7 @@ from owl.data.collate import collate
 from owl.errors import OwlError
 from owl.train.align import words_loss
 from owl.train.common import WorldConfig, add_lora, check_data, load_pipeline, resolve_model, train
-from owl.train.data import clip_frames, clip_window, prepare_videos
+from owl.train.data import clip_frames, clip_window, is_clip_table, prepare_videos
 from owl.train.generate import condition
 
 
@@ -138,6 +138,9 @@ class WorldLoss(nn.Module):
 
 def main(cfg: WorldConfig, resume: bool = False, quiet: bool = False) -> Path:
     model, data = resolve_model(cfg.model), check_data(cfg.data)
+    if is_clip_table(data):
+        raise OwlError(f"stage world needs dense captions (ActivityNet Captions or Vript: several captioned clips per "
+                       f"video), not a caption-clip table: {str(data)!r}")
     pipe = load_pipeline(model, cfg.seed)
     if cfg.lora_rank > 0:
         add_lora(pipe.world_model, cfg.lora_rank)
