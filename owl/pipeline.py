@@ -169,25 +169,37 @@ class OwlPipeline:
 
     @classmethod
     def from_preset(cls, name: str | ModelPreset, seed: int = 0, device: str | torch.device = "cpu",
-                    torch_dtype: torch.dtype | None = None) -> "OwlPipeline":
+                    torch_dtype: torch.dtype | None = None, tokenizer: str | Path | None = None) -> "OwlPipeline":
         """A randomly initialized pipeline of a named size (see `owl.config.PRESETS`), seeded. torch_dtype: the
         LMM and the VDM transformer in bf16/fp16 (the VAE, queries and projector stay float32).
 
-        Every preset is built with Owl's built-in tokenizer: a real-size preset then has the real models' shapes
-        with random weights, for speed and memory figures (benchmarks/vs_wan.py); real weights load with
-        `from_pretrained`. The weights are made on `device` directly."""
+        tokenizer: a folder holding the tokenizer and image processor the preset names (`ModelPreset.tokenizer`,
+        e.g. a Qwen2.5-VL-3B-Instruct folder): the LMM then carries the real special-token ids. Without it a preset
+        whose `tokenizer` is "tiny" uses Owl's built-in tokenizer; a real-size preset does too (a random-weights
+        build for speed and memory figures, benchmarks/vs_wan.py), with the built-in ids, which are not the real
+        ones. Real weights load with `from_components` or `from_pretrained`. Weights are made on `device`."""
         from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanTransformer3DModel
-        from transformers import AutoConfig, AutoModelForImageTextToText, Qwen2VLImageProcessorPil
+        from transformers import AutoConfig, AutoModelForImageTextToText, AutoTokenizer, Qwen2VLImageProcessorPil
 
+        from owl.components import load_component
         from owl.tokenizer import build_tiny_tokenizer
 
         preset = get_preset(name) if isinstance(name, str) else name
         device = resolve_device(device)
-        tokenizer = build_tiny_tokenizer()
+        if tokenizer is None:
+            tokenizer = build_tiny_tokenizer()
+        else:
+            folder = Path(tokenizer)
+            if not folder.is_dir():
+                raise OwlError(f"tokenizer folder not found: {str(folder)!r} (the folder of {preset.tokenizer!r})")
+            tokenizer = load_component("the tokenizer", folder,
+                                       lambda: AutoTokenizer.from_pretrained(folder, trust_remote_code=False))
         ids = {k: tokenizer.convert_tokens_to_ids(t) for k, t in (
             ("eos_token_id", "<|im_end|>"), ("pad_token_id", "<|endoftext|>"),
             ("vision_start_token_id", "<|vision_start|>"), ("vision_end_token_id", "<|vision_end|>"),
-            ("image_token_id", "<|image_pad|>"), ("video_token_id", "<|image_pad|>"))}
+            ("image_token_id", "<|image_pad|>"), ("video_token_id", "<|video_pad|>"))}
+        if ids["video_token_id"] in (None, tokenizer.unk_token_id):  # the built-in tokenizer has no video token
+            ids["video_token_id"] = ids["image_token_id"]
         text_config = {**preset.vlm["text_config"], "bos_token_id": None, "eos_token_id": ids["eos_token_id"],
                        "pad_token_id": ids["pad_token_id"]}
         vlm_config = AutoConfig.for_model(**{**preset.vlm, "text_config": text_config, **ids, "bos_token_id": None})

@@ -232,3 +232,15 @@ def test_stages_1_and_2_read_a_caption_clip_table(initialized, tmp_path, capsys)
     assert owl("train", "world", "--config", CONFIGS / "world.yaml", "--set", f"model={model}",
                "--set", f"data={table}", "--set", f"output_dir={tmp_path / 'world'}", "--quiet") == 2
     assert "stage world needs dense captions" in capsys.readouterr().err
+
+
+def test_a_real_size_preset_takes_the_real_tokenizer(tmp_path):
+    """from_preset(tokenizer=FOLDER) builds the real shapes with random weights and the real special-token ids (the
+    built-in tokenizer's ids otherwise; benchmarks/vs_wan.py --tokenizer passes the folder)."""
+    folder = qwen2_5_vl_folder(tmp_path / "qwen")
+    pipe = OwlPipeline.from_preset("qwen2.5-vl-3b+wan2.1-1.3b", device="meta", tokenizer=folder)
+    config = pipe.world_model.vlm.config
+    assert (config.image_token_id, config.video_token_id, config.vision_start_token_id) == (151655, 151656, 151652)
+    assert pipe.world_model.dynamics_end_id == 151645
+    with pytest.raises(OwlError, match="tokenizer folder not found"):
+        OwlPipeline.from_preset("qwen2.5-vl-3b+wan2.1-1.3b", device="meta", tokenizer=tmp_path / "none")
