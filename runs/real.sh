@@ -3,6 +3,7 @@
 # machine through accelerate, then a 24 s rollout. The checkpoints and data are yours, on disk (nothing is fetched):
 #   LMM=Qwen2.5-VL-3B-Instruct VDM=Wan2.1-T2V-1.3B-Diffusers DATA=activitynet/captions.json bash runs/real.sh
 # Settings (environment):
+#   CONFIGS     the stage configs (default configs/real; configs/real/ti2v-5b for VDM=Wan2.2-TI2V-5B-Diffusers)
 #   ACCELERATE  accelerate config (default configs/accelerate/ddp.yaml; fsdp.yaml and deepspeed_zero2.yaml train but
 #               write no resume state, so --resume is refused under them)
 #   NPROC       processes (default: every visible GPU, at least 1)
@@ -13,6 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${LMM:?set LMM to a Qwen2.5-VL folder}" "${VDM:?set VDM to a Wan folder}" "${DATA:?set DATA to a dense-caption file}"
+CONFIGS=${CONFIGS:-configs/real}
 ACCELERATE=${ACCELERATE:-configs/accelerate/ddp.yaml}
 OUT=${OUT:-outputs/real}
 NPROC=${NPROC:-$(python3 -c "import torch; print(max(1, torch.cuda.device_count()))")}
@@ -24,7 +26,7 @@ for kv in ${SET:-}; do overrides+=(--set "$kv"); done
 model=$OUT/init
 for stage in align generate world; do
   accelerate launch --config_file "$ACCELERATE" --num_processes "$NPROC" -m owl.train "$stage" \
-    --config "configs/real/$stage.yaml" --set "model=$model" --set "data=$DATA" --set "output_dir=$OUT/$stage" \
+    --config "$CONFIGS/$stage.yaml" --set "model=$model" --set "data=$DATA" --set "output_dir=$OUT/$stage" \
     "${overrides[@]}"
   model=$OUT/$stage/model
 done
