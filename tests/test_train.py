@@ -151,6 +151,30 @@ def test_lora_adapters_save_and_load_through_peft(tmp_path, shapes):
     assert (plain - trained.run(embeds, positions)).abs().max() > 1e-4  # the adapter changed something
 
 
+def test_lora_on_the_transformer_is_fused_into_the_release_folder(tmp_path, shapes):
+    """transformer_lora_rank: only the adapters train (resume state holds them alone); the release folder holds
+    the transformer with them fused in (it loads strictly as a plain Wan transformer) and the adapter beside it."""
+    from safetensors import safe_open
+
+    out = run("generate", tmp_path, shapes, "steps=3", "batch_size=2", "lr_transformer=0", "transformer_lora_rank=4",
+              "lr_transformer_lora=5e-2", "lr_queries=0", "lr_projector=0", "ema_decay=0")
+    with safe_open(out / "checkpoints" / "step-0000003" / "trainable.safetensors", "pt") as f:
+        saved = list(f.keys())
+    assert saved and all("renderer.transformer." in n and "lora_" in n for n in saved)
+    assert (out / "model" / "transformer_lora").is_dir()
+    trained = OwlPipeline.from_pretrained(out / "model").renderer.transformer
+    base = OwlPipeline.from_preset("tiny", seed=0).renderer.transformer
+    names = [n for n, _ in trained.named_parameters() if n.endswith("attn1.to_q.weight")]
+    assert names and not any("lora_" in n for n, _ in trained.named_parameters())
+    delta = (dict(trained.named_parameters())[names[0]] - dict(base.named_parameters())[names[0]]).abs().max()
+    assert delta > 1e-5  # the trained adapter is in the weights
+    frozen = "proj_out.weight"  # not adapted: untouched
+    torch.testing.assert_close(dict(trained.named_parameters())[frozen], dict(base.named_parameters())[frozen])
+    with pytest.raises(OwlError, match="not both"):
+        run("generate", tmp_path, shapes, "steps=1", "transformer_lora_rank=4", "lr_transformer_lora=1e-3",
+            name="both")
+
+
 def free_port() -> int:
     import socket
 

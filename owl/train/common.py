@@ -53,6 +53,8 @@ class TrainConfig:
     lr_lmm: float = 0.0  # full fine-tuning of the LMM's language model
     lr_lora: float = 0.0  # LoRA on the LMM's attention (peft), used when lora_rank > 0
     lora_rank: int = 0
+    lr_transformer_lora: float = 0.0  # LoRA on the Wan transformer's attention, used when transformer_lora_rank > 0
+    transformer_lora_rank: int = 0  # (stages generate and world; merged into the transformer in the release folder)
     lr_vision: float = 0.0
     lr_projector: float = 0.0
     lr_transformer: float = 0.0
@@ -228,19 +230,34 @@ def add_lora(world_model, rank: int) -> None:
     world_model.vlm.model.language_model = get_peft_model(world_model.vlm.model.language_model, config)
 
 
+def add_transformer_lora(renderer, rank: int) -> None:
+    """LoRA adapters on the Wan transformer's attention projections (diffusers' peft integration)."""
+    from peft import LoraConfig
+
+    config = LoraConfig(r=rank, lora_alpha=rank, init_lora_weights=True,
+                        target_modules=["to_q", "to_k", "to_v", "to_out.0"])
+    renderer.transformer.add_adapter(config)
+
+
 def param_groups(cfg: TrainConfig, pipe) -> list[dict]:
     """One AdamW group per component with a non-zero learning rate; everything else is frozen."""
     wm, r = pipe.world_model, pipe.renderer
     lm = wm.vlm.model.language_model
     lora = [p for n, p in lm.named_parameters() if "lora_" in n]
     base_lm = [p for n, p in lm.named_parameters() if "lora_" not in n]
+    dit_lora = [p for n, p in r.transformer.named_parameters() if "lora_" in n]
+    base_dit = [p for n, p in r.transformer.named_parameters() if "lora_" not in n]
+    if dit_lora and cfg.lr_transformer > 0:  # the release folder fuses LoRA into weights that would also be training
+        raise OwlError("train the transformer fully (lr_transformer) or through LoRA (transformer_lora_rank and "
+                       "lr_transformer_lora), not both")
     components = {
         "queries": (cfg.lr_queries, [wm.state_queries]),
         "lmm": (cfg.lr_lmm, base_lm + list(wm.vlm.get_output_embeddings().parameters())),
         "lora": (cfg.lr_lora, lora),
         "vision": (cfg.lr_vision, list(wm.visual.parameters())),
         "projector": (cfg.lr_projector, list(r.projector.parameters())),
-        "transformer": (cfg.lr_transformer, list(r.transformer.parameters())),
+        "transformer": (cfg.lr_transformer, base_dit),
+        "transformer_lora": (cfg.lr_transformer_lora, dit_lora),
         "vae_encoder": (cfg.lr_vae_encoder, [*r.vae.encoder.parameters(), *r.vae.quant_conv.parameters()]),
         "vae_decoder": (cfg.lr_vae_decoder, [*r.vae.post_quant_conv.parameters(), *r.vae.decoder.parameters()]),
     }
@@ -576,6 +593,12 @@ def save_artifact(pipe, output_dir: Path, ema=None, lora_dir: bool = True) -> Pa
         if lora_dir:
             lm.save_pretrained(tmp / "lora")  # the adapter alone, loadable with peft
         pipe.world_model.vlm.model.language_model = lm.merge_and_unload()
+    transformer = pipe.renderer.transformer
+    if getattr(transformer, "peft_config", None):  # LoRA on the transformer: fused into its weights, then dropped
+        if lora_dir:
+            transformer.save_lora_adapter(str(tmp / "transformer_lora"))  # the adapter alone (diffusers)
+        transformer.fuse_lora()
+        transformer.unload_lora()
     params = list(pipe.renderer.transformer.parameters())
     if ema is not None:
         ema.store(params)

@@ -22,7 +22,8 @@ from torch import nn
 
 from owl.data.collate import collate
 from owl.train.align import read_states, words_loss
-from owl.train.common import GenerateConfig, add_lora, check_data, load_pipeline, resolve_model, train
+from owl.train.common import (GenerateConfig, add_lora, add_transformer_lora, check_data, load_pipeline,
+                              resolve_model, train)
 from owl.train.data import clip_window, prepare_videos
 
 
@@ -71,6 +72,8 @@ def main(cfg: GenerateConfig, resume: bool = False, quiet: bool = False) -> Path
     pipe = load_pipeline(model, cfg.seed)
     if cfg.lora_rank > 0:
         add_lora(pipe.world_model, cfg.lora_rank)
+    if cfg.transformer_lora_rank > 0:
+        add_transformer_lora(pipe.renderer, cfg.transformer_lora_rank)
     videos = prepare_videos(data, pipe.renderer, latents=True, max_videos=cfg.max_videos, skip_invalid=cfg.skip_invalid)
     dataset = Clips(videos, pipe.renderer.config.clip_latent_frames)
     return train(cfg, "generate", pipe, GenerateLoss(pipe, cfg), dataset, collate, resume, quiet)

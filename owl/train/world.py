@@ -30,7 +30,8 @@ from torch import nn
 from owl.data.collate import collate
 from owl.errors import OwlError
 from owl.train.align import words_loss
-from owl.train.common import WorldConfig, add_lora, check_data, load_pipeline, resolve_model, train
+from owl.train.common import (WorldConfig, add_lora, add_transformer_lora, check_data, load_pipeline,
+                              resolve_model, train)
 from owl.train.data import clip_frames, clip_window, is_clip_table, prepare_videos
 from owl.train.generate import condition
 
@@ -144,6 +145,8 @@ def main(cfg: WorldConfig, resume: bool = False, quiet: bool = False) -> Path:
     pipe = load_pipeline(model, cfg.seed)
     if cfg.lora_rank > 0:
         add_lora(pipe.world_model, cfg.lora_rank)
+    if cfg.transformer_lora_rank > 0:
+        add_transformer_lora(pipe.renderer, cfg.transformer_lora_rank)
     videos = prepare_videos(data, pipe.renderer, latents=True, max_videos=cfg.max_videos, skip_invalid=cfg.skip_invalid)
     dataset = Sequences(videos, pipe.renderer.config.clip_latent_frames, cfg.clips_per_sample, pipe.world_model.key_frames)
     return train(cfg, "world", pipe, WorldLoss(pipe, cfg), dataset, collate, resume, quiet)
