@@ -20,6 +20,7 @@ training and sampling use one shift, recorded once in `RendererConfig.flow_shift
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,6 +97,32 @@ def load_component(what: str, path: Path, fn):
         raise OwlError(f"cannot load {what} from {str(path)!r}: {reason}") from exc
 
 
+@contextlib.contextmanager
+def quiet_transformers():
+    """No loading bars or load reports from transformers while Owl checks the load itself."""
+    from transformers.utils import logging
+
+    enabled, verbosity = logging.is_progress_bar_enabled(), logging.get_verbosity()
+    logging.disable_progress_bar()
+    logging.set_verbosity_error()  # a weights mismatch becomes our own one-line error, not a log report
+    try:
+        yield
+    finally:
+        logging.set_verbosity(verbosity)
+        if enabled:
+            logging.enable_progress_bar()
+
+
+def checked_transformers_load(cls, path: Path, **kwargs):
+    """transformers' from_pretrained, but missing or unexpected weights are an error, not a warning."""
+    model, info = cls.from_pretrained(path, use_safetensors=True, trust_remote_code=False, output_loading_info=True, **kwargs)
+    bad = {k: v for k, v in info.items() if k in ("missing_keys", "unexpected_keys", "mismatched_keys") and v}
+    if bad:
+        first = {k: sorted(v)[:3] for k, v in bad.items()}
+        raise OwlError(f"weights in {str(path)!r} do not match its config: {first}")
+    return model
+
+
 # --- the LMM ------------------------------------------------------------------------------------------------
 
 def lmm_family(path: Path) -> str:
@@ -113,8 +140,6 @@ def load_lmm(path: str | Path, torch_dtype: torch.dtype | None = None):
     and kin): the weights strictly, from safetensors, no remote code."""
     from transformers import AutoModelForImageTextToText, AutoTokenizer, Qwen2VLImageProcessorPil
 
-    from owl.pipeline import _checked_transformers_load, _quiet_transformers
-
     path = Path(path)
     if not path.is_dir():
         raise OwlError(f"LMM folder not found: {str(path)!r}")
@@ -123,9 +148,9 @@ def load_lmm(path: str | Path, torch_dtype: torch.dtype | None = None):
         raise OwlError(f"LMM folder {str(path)!r} has no safetensors weights (model.safetensors or "
                        "model.safetensors.index.json); Owl loads no other format")
     dtype = {"dtype": torch_dtype} if torch_dtype is not None else {}
-    with _quiet_transformers():
+    with quiet_transformers():
         vlm = load_component("the LMM", path,
-                             lambda: _checked_transformers_load(AutoModelForImageTextToText, path, **dtype))
+                             lambda: checked_transformers_load(AutoModelForImageTextToText, path, **dtype))
     tokenizer = load_component("the LMM's tokenizer", path,
                                lambda: AutoTokenizer.from_pretrained(path, trust_remote_code=False))
     # the PIL processor reads the folder's preprocessor_config.json (patch, merge and temporal patch sizes, mean, std)

@@ -25,7 +25,6 @@ with other dynamics, `extend` continues a finished session or any mp4.
 
 from __future__ import annotations
 
-import contextlib
 import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -259,7 +258,7 @@ class OwlPipeline:
         from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanTransformer3DModel
         from transformers import AutoModelForImageTextToText, AutoTokenizer, Qwen2VLImageProcessorPil
 
-        from owl.components import load_component
+        from owl.components import checked_transformers_load, load_component, quiet_transformers
 
         path = check_model_folder(path)
         device = resolve_device(device)
@@ -268,8 +267,8 @@ class OwlPipeline:
             return load_component(f"component {name!r}", path, lambda: fn(path / name))
 
         dtype = {"torch_dtype": torch_dtype} if torch_dtype is not None else {}  # diffusers' name
-        with _quiet_transformers():  # transformers 5 calls it `dtype`
-            vlm = load("vlm", lambda p: _checked_transformers_load(AutoModelForImageTextToText, p,
+        with quiet_transformers():  # transformers 5 calls it `dtype`
+            vlm = load("vlm", lambda p: checked_transformers_load(AutoModelForImageTextToText, p,
                                                                    **{"dtype": torch_dtype} if torch_dtype else {}))
         tokenizer = load("tokenizer", lambda p: AutoTokenizer.from_pretrained(p, trust_remote_code=False))
         image_processor = load("image_processor", Qwen2VLImageProcessorPil.from_pretrained)
@@ -626,32 +625,6 @@ class _ModelOffload:
         def pre_forward(module, args) -> None:  # returns nothing: the inputs pass unchanged
             self.onload(name)
         return pre_forward
-
-
-@contextlib.contextmanager
-def _quiet_transformers():
-    """No loading bars or load reports from transformers while Owl checks the load itself."""
-    from transformers.utils import logging
-
-    enabled, verbosity = logging.is_progress_bar_enabled(), logging.get_verbosity()
-    logging.disable_progress_bar()
-    logging.set_verbosity_error()  # a weights mismatch becomes our own one-line error, not a log report
-    try:
-        yield
-    finally:
-        logging.set_verbosity(verbosity)
-        if enabled:
-            logging.enable_progress_bar()
-
-
-def _checked_transformers_load(cls, path: Path, **kwargs):
-    """transformers' from_pretrained, but missing or unexpected weights are an error, not a warning."""
-    model, info = cls.from_pretrained(path, use_safetensors=True, trust_remote_code=False, output_loading_info=True, **kwargs)
-    bad = {k: v for k, v in info.items() if k in ("missing_keys", "unexpected_keys", "mismatched_keys") and v}
-    if bad:
-        first = {k: sorted(v)[:3] for k, v in bad.items()}
-        raise OwlError(f"weights in {str(path)!r} do not match its config: {first}")
-    return model
 
 
 def _check_session_beside(session, output) -> None:
