@@ -254,7 +254,8 @@ def cmd_branch(args) -> int:
 
 
 def cmd_extend(args) -> int:
-    from owl.session import SessionFolder, session_path
+    from owl.pipeline import check_extend_output
+    from owl.session import SessionFolder
 
     source = Path(args.source)
     saved = None
@@ -266,8 +267,7 @@ def cmd_extend(args) -> int:
     elif not source.is_file():
         raise OwlError(f"nothing to extend at {str(source)!r}: give a session folder or a video file")
     out = Path(args.out)
-    if out.resolve() == source.resolve() or out.resolve() == session_path(source).resolve():
-        raise OwlError(f"--out {str(out)!r} would overwrite the source it extends; choose another --out")
+    check_extend_output(source, out)  # before a model loads
     check_options(args)
     pipe = load_pipeline(args.model, args.preset, pick_device(args.device), saved=saved, args=args)
     try:

@@ -199,16 +199,18 @@ def load_vdm(path: str | Path, torch_dtype: torch.dtype | None = None):
                        "features); supported: Wan2.1 T2V and Wan2.2 TI2V-5B")
     vae = load_component("the Wan VAE", path / "vae",
                          lambda: AutoencoderKLWan.from_pretrained(path / "vae", use_safetensors=True))
-    return transformer, vae, scheduler_shift(path / "scheduler")
+    scheduler = path / "scheduler"
+    return transformer, vae, scheduler_shift(read_json(scheduler / "scheduler_config.json", "VDM folder's scheduler"),
+                                             str(scheduler))
 
 
-def scheduler_shift(folder: Path) -> float:
-    """The timestep shift of a Wan folder's scheduler: UniPC's `flow_shift`, or a flow-matching scheduler's
-    `shift`. Owl samples with flow-matching Euler at this shift and trains with the same (RendererConfig.flow_shift)."""
-    config = read_json(folder / "scheduler_config.json", "VDM folder's scheduler")
+def scheduler_shift(config, where: str) -> float:
+    """The timestep shift a Wan scheduler's config states (`scheduler_config.json`, or a loaded scheduler's
+    `.config`): UniPC's `flow_shift`, or a flow-matching scheduler's `shift`. Owl samples with flow-matching Euler
+    at this shift and trains with the same (RendererConfig.flow_shift)."""
     shift = config.get("flow_shift", config.get("shift"))
     if isinstance(shift, bool) or not isinstance(shift, (int, float)) or not shift > 0:
-        raise OwlError(f"{str(folder)!r}: scheduler_config.json states no positive flow_shift (or shift), got {shift!r}")
+        raise OwlError(f"{where}: the scheduler's config states no positive flow_shift (or shift), got {shift!r}")
     return float(shift)
 
 

@@ -229,7 +229,7 @@ class OwlPipeline:
         WanPipeline). Every dimension comes from their configs; the state queries and projector are new, drawn
         from `seed`. choices: `owl.components.OwlChoices` (num_queries, key_frames, key_frame_size, clip_seconds,
         fps, height, width, num_inference_steps, guidance_scale). `save_pretrained` then writes an Owl folder."""
-        from owl.components import OwlChoices, assemble, load_lmm, load_vdm
+        from owl.components import OwlChoices, assemble, load_lmm, load_vdm, scheduler_shift
 
         try:
             options = OwlChoices(**choices)
@@ -245,8 +245,8 @@ class OwlPipeline:
         if isinstance(vdm, (str, Path)):
             transformer, vae, shift = load_vdm(vdm, torch_dtype)
         else:  # a loaded diffusers WanPipeline
-            config = vdm.scheduler.config
-            transformer, vae, shift = vdm.transformer, vdm.vae, float(config.get("flow_shift", config.get("shift", 3.0)))
+            transformer, vae = vdm.transformer, vdm.vae
+            shift = scheduler_shift(vdm.scheduler.config, "from_components(vdm=...)")
         pipe = assemble(vlm, tokenizer, image_processor, transformer, vae, shift, options, seed).to(device)
         pipe.source = None  # not reproducible from a name: save it, and sessions record the folder
         return pipe
@@ -492,9 +492,7 @@ class OwlPipeline:
         check_setting("seconds", seconds)
         output = check_output(output)
         source = Path(source)
-        target = session_path(output)
-        if source.exists() and source.resolve() in (output.resolve(), target.resolve()):
-            raise OwlError(f"out {str(output)!r} would overwrite the source it extends; choose another out")
+        check_extend_output(source, output)
         with output_lock(output):
             if source.is_dir():
                 return self._extend_session(SessionFolder.open(source), seconds, output, dynamics, callback, progress)
@@ -506,7 +504,7 @@ class OwlPipeline:
         if not src.complete:
             raise OwlError(f"session {str(src.path)!r} is not finished; resume it first "
                            f"(owl generate --resume {src.path})")
-        if session_path(output).resolve() == src.path.resolve() or output.resolve() == src.output.resolve():
+        if output.resolve() == src.output.resolve():  # (the session folder itself: check_extend_output)
             raise OwlError(f"out {str(output)!r} would overwrite the session it extends; choose another out")
         done, s = len(src.records), src.settings
         settings = replace(s, seconds=src.written / s.fps + seconds)
@@ -625,6 +623,13 @@ class _ModelOffload:
         def pre_forward(module, args) -> None:  # returns nothing: the inputs pass unchanged
             self.onload(name)
         return pre_forward
+
+
+def check_extend_output(source: str | Path, output: str | Path) -> None:
+    """`extend` writes `output` and the session beside it; neither may be the source it reads."""
+    source, output = Path(source), Path(output)
+    if source.exists() and source.resolve() in (output.resolve(), session_path(output).resolve()):
+        raise OwlError(f"out {str(output)!r} would overwrite the source it extends; choose another out")
 
 
 def _check_session_beside(session, output) -> None:

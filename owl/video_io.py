@@ -63,9 +63,8 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
         raise
 
 
-def check_output(path: str | os.PathLike) -> Path:
-    """An .mp4 path Owl may write, checked before any work starts: not a folder, in a folder that exists and that
-    this process can write to, and not being written by another Owl process (see `output_lock`)."""
+def _mp4_path(path: str | os.PathLike) -> Path:
+    """An .mp4 file path (not a folder) in a folder that exists."""
     out = Path(path)
     if out.suffix.lower() != ".mp4":
         raise OwlError(f"output must be an .mp4 path, got {str(out)!r}")
@@ -73,6 +72,13 @@ def check_output(path: str | os.PathLike) -> Path:
         raise OwlError(f"output {str(out)!r} is a folder; give a file path ending in .mp4")
     if not out.parent.is_dir():
         raise OwlError(f"output folder does not exist: {str(out.parent)!r}")
+    return out
+
+
+def check_output(path: str | os.PathLike) -> Path:
+    """An .mp4 path Owl may write, checked before any work starts: not a folder, in a folder that exists and that
+    this process can write to, and not being written by another Owl process (see `output_lock`)."""
+    out = _mp4_path(path)
     with output_lock(out):  # creating the lock file proves the folder writable; taking it, that nobody writes here
         pass
     return out
@@ -130,13 +136,7 @@ class VideoWriter:
     """
 
     def __init__(self, path: str | os.PathLike, fps: float, quality: int = 8):
-        self.path = Path(path)
-        if self.path.suffix.lower() != ".mp4":
-            raise OwlError(f"output must be an .mp4 path, got {str(self.path)!r}")
-        if self.path.is_dir():
-            raise OwlError(f"output {str(self.path)!r} is a folder; give a file path ending in .mp4")
-        if not self.path.parent.is_dir():
-            raise OwlError(f"output folder does not exist: {str(self.path.parent)!r}")
+        self.path = _mp4_path(path)  # (no lock here: the rollout holding `output_lock` writes through this)
         self.fps = float(fps)
         self.quality = quality
         self.num_frames = 0
