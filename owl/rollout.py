@@ -72,6 +72,7 @@ class ClipEvent:
     frames: np.ndarray  # (T, H, W, 3) uint8, the frames this clip added
     record: ClipRecord
     path: Path | None = None  # a playable mp4 of the video so far (when a world session is saved), else None
+    state: torch.Tensor | None = None  # (Q, D): the world state s_t that filmed this clip
 
     @property
     def dynamics(self) -> str:
@@ -286,7 +287,7 @@ def rollout(world_model: WorldModel, renderer: Renderer, prompt: str, settings: 
             path = on_clip(ClipStep(record, full, len(out), observation, context.detach().cpu(), generator.get_state()))
         timings["write"] = timings.get("write", 0.0) + time.perf_counter() - tick
         if callback is not None:
-            callback(ClipEvent(t, num_clips, out, record, path))
+            callback(ClipEvent(t, num_clips, out, record, path, state[0]))
         bar.update(1)
     bar.close()
     timings["total"] = time.perf_counter() - started

@@ -4,6 +4,8 @@
                     [--steps N] [--max-observations K] [--device auto]
     owl eval shapes --ground-truth --scenarios DIR [--out FILE.json] [--limit N]     the real videos: a baseline
     owl eval shapes --reconstruct --model DIR --scenarios DIR [...]       the real videos through the model's VAE
+    owl eval shapes --probe --model DIR --scenarios DIR --probe-train DIR [--out FILE.json] [--limit N]
+                                           the memory probe: what the world state knows of objects off screen
 
 `add_eval_commands(subparsers)` adds the `eval` command to the main parser (owl/cli.py); each leaf sets
 `func(args) -> int`, the exit code. Errors are raised as OwlError for the main CLI to print as one line.
@@ -23,11 +25,14 @@ from owl.errors import OwlError
 
 def _shapes(args: argparse.Namespace) -> int:
     from owl.eval.shapes import evaluate_shapes, format_table
-    from owl.video_io import write_bytes_atomic
 
     filming = [flag for flag, value in (("--memory", args.memory), ("--steps", args.steps),
                                         ("--guidance", args.guidance), ("--seed", args.seed),
                                         ("--max-observations", args.max_observations)) if value is not None]
+    if args.probe:
+        return _probe(args, filming)
+    if args.probe_train is not None and (args.ground_truth or args.reconstruct):
+        raise OwlError("--probe-train probes the states of the model's rollouts; drop --ground-truth and --reconstruct")
     if args.ground_truth and (args.model or filming):  # with --reconstruct too: evaluate_shapes refuses the pair
         dropped = (["--model"] if args.model else []) + filming
         raise OwlError(f"--ground-truth measures the scenarios' own videos; drop {' '.join(dropped)}")
@@ -44,20 +49,65 @@ def _shapes(args: argparse.Namespace) -> int:
     if args.model is not None:
         check_model_folder(args.model)
     out = Path(args.out) if args.out else None
-    if out is not None and out.is_dir():
-        raise OwlError(f"--out must be a JSON file path, got a folder: {str(out)!r}")
-    if out is not None and not out.parent.is_dir():
-        raise OwlError(f"the folder of --out does not exist: {str(out.parent)!r}")
+    _check_out(out)
+    if args.probe_train is not None:  # before the model loads
+        from owl.eval.shapes import list_scenarios, read_truth
+
+        [read_truth(s) for s in list_scenarios(args.probe_train)]
     report = evaluate_shapes(args.scenarios, args.model, ground_truth=args.ground_truth,
                              reconstruct_only=args.reconstruct, memory=args.memory or "full", seed=args.seed or 0,
                              limit=args.limit, steps=args.steps, guidance_scale=args.guidance,
                              device=device, max_observations=args.max_observations,
-                             log=lambda line: print(line, file=sys.stderr, flush=True))
+                             log=lambda line: print(line, file=sys.stderr, flush=True), probe_train=args.probe_train)
     print(format_table(report))
+    _write_report(out, report)
+    return 0
+
+
+def _probe(args: argparse.Namespace, filming: list[str]) -> int:
+    """`owl eval shapes --probe`: fit the memory probe on --probe-train, score it on --scenarios, both memories."""
+    from owl.cli import pick_device
+    from owl.eval.probe import format_probe, probe_memory
+    from owl.pipeline import OwlPipeline, check_model_folder
+
+    other = [flag for flag, value in (("--ground-truth", args.ground_truth), ("--reconstruct", args.reconstruct))
+             if value]
+    if other or filming:
+        raise OwlError(f"--probe reads the world state on the real videos, with both memories, and films nothing; "
+                       f"drop {' '.join(other + filming)}")
+    if args.model is None or args.probe_train is None:
+        raise OwlError("--probe needs --model DIR (a saved Owl pipeline) and --probe-train DIR (the scenarios/ of "
+                       "the model's training data, to fit the probe on)")
+    from owl.eval.shapes import list_scenarios, read_truth
+
+    device = pick_device(args.device)
+    check_model_folder(args.model)
+    out = Path(args.out) if args.out else None
+    _check_out(out)
+    for folder in (args.scenarios, args.probe_train):  # before the model loads
+        [read_truth(s) for s in list_scenarios(folder)]
+    pipe = OwlPipeline.from_pretrained(args.model, device=device)
+    report = probe_memory(pipe, args.scenarios, args.probe_train, limit=args.limit,
+                          log=lambda line: print(line, file=sys.stderr, flush=True))
+    report["settings"]["model"] = str(args.model)
+    print(format_probe(report))
+    _write_report(out, report)
+    return 0
+
+
+def _check_out(out: Path | None) -> None:
+    if out is not None and out.is_dir():
+        raise OwlError(f"--out must be a JSON file path, got a folder: {str(out)!r}")
+    if out is not None and not out.parent.is_dir():
+        raise OwlError(f"the folder of --out does not exist: {str(out.parent)!r}")
+
+
+def _write_report(out: Path | None, report: dict) -> None:
+    from owl.video_io import write_bytes_atomic
+
     if out is not None:
         write_bytes_atomic(out, (json.dumps(report, indent=1) + "\n").encode())
         print(f"wrote {out}")
-    return 0
 
 
 def _positive_int(text: str) -> int:
@@ -88,6 +138,13 @@ def add_eval_commands(subparsers) -> argparse.ArgumentParser:
     shapes.add_argument("--reconstruct", action="store_true",
                         help="measure the real videos encoded and decoded by the model's VAE: the ceiling of any "
                              "model built on it")
+    shapes.add_argument("--probe", action="store_true",
+                        help="the memory probe: fit a linear probe on the world state s_t of --probe-train's real "
+                             "videos to name the object that is off screen and comes back; score it on --scenarios, "
+                             "with full and with last memory (films nothing)")
+    shapes.add_argument("--probe-train", metavar="DIR",
+                        help="the scenarios/ folder of the model's training data, to fit the memory probe on; with a model's "
+                             "rollouts (no --probe), the probe also reads the states of each rollout")
     shapes.add_argument("--memory", choices=("full", "last"),
                         help="full (default): the world state; last: the last-clip + caption baseline")
     shapes.add_argument("--out", help="write the report (per scenario and aggregate) to this JSON file")

@@ -141,8 +141,9 @@ def scenario_dynamics(scenario: Scenario, clip_starts: list[float]) -> list[str]
 
 
 def generate(pipe, scenario: Scenario, memory: str = "full", seed: int = 0, steps: int | None = None,
-             max_observations: int | None = None, guidance_scale: float | None = None):
-    """Film one scenario with an OwlPipeline: ((T, H, W, 3) uint8 frames, the storyboard)."""
+             max_observations: int | None = None, guidance_scale: float | None = None, states: list | None = None):
+    """Film one scenario with an OwlPipeline: ((T, H, W, 3) uint8 frames, the storyboard). `states`, a list, receives
+    each clip's world state s_t."""
     from owl.rollout import plan_clips
 
     renderer = pipe.renderer
@@ -152,7 +153,8 @@ def generate(pipe, scenario: Scenario, memory: str = "full", seed: int = 0, step
     out = pipe(scenario.prompt, image=scenario.first_frame, seconds=scenario.seconds, fps=scenario.fps,
                height=scenario.size[0], width=scenario.size[1], dynamics=scenario_dynamics(scenario, starts),
                seed=seed, num_inference_steps=steps, guidance_scale=guidance_scale, memory=memory, progress=False,
-               max_observations=max_observations)
+               max_observations=max_observations,
+               callback=None if states is None else lambda event: states.append(event.state))
     return out.frames, out.storyboard
 
 
@@ -226,16 +228,24 @@ def aggregate(results: list[dict]) -> dict:
     drift["curve"] = curve
     quality = {key: _mean(r["quality"][key] for r in results)
                for key in ("palette_fraction", "flicker", "dynamic_degree", "frame_difference")}
-    return {"scenarios": len(results), "reentry": reentry, "following": following, "drift": drift, "quality": quality}
+    out = {"scenarios": len(results), "reentry": reentry, "following": following, "drift": drift, "quality": quality}
+    if results and all("probe" in r for r in results):
+        from owl.eval.probe import pool_rollout_probes
+
+        out["probe"] = pool_rollout_probes([r["probe"] for r in results])
+    return out
 
 
 def evaluate_shapes(scenarios: str | Path, model: str | Path | None = None, *, ground_truth: bool = False,
                     reconstruct_only: bool = False,
                     memory: str = "full", seed: int = 0, limit: int | None = None, steps: int | None = None,
                     device: str = "cpu", pipe=None, log: Callable[[str], None] | None = None,
-                    max_observations: int | None = None, guidance_scale: float | None = None) -> dict:
+                    max_observations: int | None = None, guidance_scale: float | None = None,
+                    probe_train: str | Path | None = None) -> dict:
     """Evaluate a model (a saved folder, or a loaded `pipe`) on a scenario folder, or with `ground_truth` the
     scenarios' own videos, or with `reconstruct_only` the real videos through the model's VAE (its ceiling).
+    With `probe_train` (training scenarios) the memory probe (owl.eval.probe), fitted there on this memory's states,
+    also reads the states of each rollout: did the state know what the video had to bring back?
     Returns {"settings", "scenarios": [per scenario], "aggregate"}."""
     if reconstruct_only and ground_truth:
         raise OwlError("--reconstruct measures the real videos through a model's VAE; drop --ground-truth")
@@ -251,27 +261,39 @@ def evaluate_shapes(scenarios: str | Path, model: str | Path | None = None, *, g
         raise OwlError(f"model folder not found: {str(model)!r}")
     items = list_scenarios(scenarios, limit)
     truths = [read_truth(s) for s in items]  # check every ground truth before spending time on a model
+    if probe_train is not None and (ground_truth or reconstruct_only):
+        raise OwlError("the memory probe reads the states of a rollout; drop --ground-truth and --reconstruct")
     if not ground_truth and pipe is None:
         from owl.pipeline import OwlPipeline
 
         pipe = OwlPipeline.from_pretrained(model, device=device)
+    probe = None
+    if probe_train is not None:
+        from owl.eval.probe import fit_on
+
+        probe = fit_on(pipe, probe_train, memory, log)
     results = []
     for n, (scenario, truth) in enumerate(zip(items, truths), 1):
         began = time.perf_counter()
-        storyboard = None
+        storyboard, states = None, [] if probe is not None else None
         if ground_truth:
             frames = read_real(scenario)
         elif reconstruct_only:
             frames = reconstruct(pipe, scenario)
         else:
             frames, storyboard = generate(pipe, scenario, memory=memory, seed=seed, steps=steps,
-                                          max_observations=max_observations, guidance_scale=guidance_scale)
+                                          max_observations=max_observations, guidance_scale=guidance_scale,
+                                          states=states)
         made = time.perf_counter() - began
         result = {"video_id": scenario.video_id, "scenario": str(scenario.path), **evaluate_video(frames, truth),
                   "seconds_to_make": round(made, 3)}
         if storyboard is not None:
             result["storyboard"] = [{"index": c.index, "start": c.start, "end": c.end, "dynamics": c.dynamics,
                                      "predicted": c.predicted} for c in storyboard.clips]
+        if probe is not None:
+            from owl.eval.probe import probe_rollout
+
+            result["probe"] = probe_rollout(probe, pipe.renderer, scenario, states, result["reentry"]["cases"])
         results.append(result)
         if log is not None:
             log(f"[{n}/{len(items)}] {scenario.video_id}: re-entry {_ratio(result['reentry'])}, following "
@@ -279,7 +301,8 @@ def evaluate_shapes(scenarios: str | Path, model: str | Path | None = None, *, g
     settings = {"scenarios": str(scenarios), "ground_truth": ground_truth, "reconstruct": reconstruct_only,
                 "model": None if ground_truth else str(model) if model is not None else "(in memory)",
                 "memory": None if ground_truth else memory, "seed": seed, "steps": steps, "limit": limit,
-                "max_observations": max_observations, "guidance_scale": guidance_scale}
+                "max_observations": max_observations, "guidance_scale": guidance_scale,
+                "probe_train": None if probe_train is None else str(probe_train)}
     return {"settings": settings, "scenarios": results, "aggregate": aggregate(results)}
 
 
@@ -327,6 +350,10 @@ def format_table(report: dict) -> str:
     if following:
         out.append("following by kind: " + ", ".join(f"{k} {v['correct']}/{v['total']}" for k, v in following.items()))
     rel = agg["drift"]
+    if "probe" in agg:
+        from owl.eval.probe import format_rollout_probe
+
+        out.append(format_rollout_probe(agg["probe"]))
     out.append(f"drift relative ({t1} s vs {t0} s): background {_num(rel['background']['relative'])}, "
                f"object {_num(rel['object']['relative'])}; re-entry matching the ground truth: "
                f"{_pct(agg['reentry']['truth_accuracy'])}; flicker and drift in grey levels, dynamic in px/s")
