@@ -26,6 +26,7 @@ import math
 import os
 import random
 import shutil
+import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -696,7 +697,9 @@ def train(cfg: TrainConfig, stage: str, pipe, loss_module: nn.Module, dataset, c
     sampler = StepBatches(len(dataset), cfg.batch_size * cfg.grad_accum * accelerator.num_processes, cfg.seed,
                           start, cfg.fixed_batch)
     board = _tensorboard(output_dir, start + 1 if resume else None) if accelerator.is_main_process else None
-    bar = tqdm(total=cfg.steps, initial=start, desc=f"train {stage}", disable=quiet or not accelerator.is_main_process)
+    # a bar only at a terminal: a log file keeps the JSONL log's lines, not a bar redrawn thousands of times
+    bar = tqdm(total=cfg.steps, initial=start, desc=f"train {stage}",
+               disable=quiet or not accelerator.is_main_process or not sys.stderr.isatty())
     step = start
     began = time.perf_counter()
     try:
