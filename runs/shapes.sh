@@ -51,8 +51,6 @@ if [ -n "${LAST:-}" ] && [[ " ${names[*]} " != *" $LAST "* ]]; then
 fi
 
 [ -f "$OUT/data/captions.json" ] || owl data shapes --out "$OUT/data" --videos "$videos" --seconds 24 --seed 1
-# held-out scenarios: a seed never used in training nor in choosing between models (reported once)
-[ -d "$OUT/heldout96/scenarios" ] || owl data shapes --out "$OUT/heldout96" --videos 96 --seconds 24 --seed 1000
 
 previous="preset:$PRESET"
 for name in "${names[@]}"; do
@@ -82,6 +80,8 @@ if [ "$SHIP" = 1 ]; then
 fi
 model=$([ "$SHIP" = 1 ] && echo checkpoints/owl-shapes || echo "$previous/model")
 [ "${EVAL:-1}" = 1 ] || exit 0
+# held-out scenarios: a seed never used in training nor in choosing between models (reported once)
+[ -d "$OUT/heldout96/scenarios" ] || owl data shapes --out "$OUT/heldout96" --videos 96 --seconds 24 --seed 1000
 owl eval shapes --probe --model "$model" --scenarios "$OUT/heldout96/scenarios" --probe-train "$OUT/data/scenarios" \
   --out "$OUT/probe.json"
 for memory in full last; do
