@@ -36,7 +36,7 @@ def test_cases_are_the_objects_off_screen_that_come_back(sets, tiny_pipe):
     for scenario in list_scenarios(heldout):
         truth = read_truth(scenario)
         starts = clip_grid(tiny_pipe.renderer, scenario)
-        cases = away_cases(scenario, starts)
+        cases = away_cases(scenario, truth, starts)
         visible = [{o["id"]: o for o in frame} for frame in truth.tracks]
         for case in cases:
             f = starts[case.clip]
@@ -103,7 +103,7 @@ def test_probe_command_reports_both_memories_and_chance(sets, tiny_pipe, tiny_di
     assert _run(["eval", "shapes", "--probe", "--model", str(tiny_dir), "--scenarios", str(heldout),
                  "--probe-train", str(train), "--device", "cpu", "--out", str(out)]) == 0
     report = json.loads(out.read_text())
-    expected = sum(len(away_cases(s, clip_grid(tiny_pipe.renderer, s))) for s in list_scenarios(heldout))
+    expected = sum(len(away_cases(s, read_truth(s), clip_grid(tiny_pipe.renderer, s))) for s in list_scenarios(heldout))
     assert set(report["memories"]) == {"full", "last"}
     for scores in list(report["memories"].values()) + [report["chance"]]:
         assert scores["identity"]["total"] == expected > 0

@@ -51,9 +51,7 @@ def _shapes(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else None
     _check_out(out)
     if args.probe_train is not None:  # before the model loads
-        from owl.eval.shapes import list_scenarios, read_truth
-
-        [read_truth(s) for s in list_scenarios(args.probe_train)]
+        _check_scenarios(args.probe_train)
     report = evaluate_shapes(args.scenarios, args.model, ground_truth=args.ground_truth,
                              reconstruct_only=args.reconstruct, memory=args.memory or "full", seed=args.seed or 0,
                              limit=args.limit, steps=args.steps, guidance_scale=args.guidance,
@@ -78,14 +76,12 @@ def _probe(args: argparse.Namespace, filming: list[str]) -> int:
     if args.model is None or args.probe_train is None:
         raise OwlError("--probe needs --model DIR (a saved Owl pipeline) and --probe-train DIR (the scenarios/ of "
                        "the model's training data, to fit the probe on)")
-    from owl.eval.shapes import list_scenarios, read_truth
-
     device = pick_device(args.device)
     check_model_folder(args.model)
     out = Path(args.out) if args.out else None
     _check_out(out)
     for folder in (args.scenarios, args.probe_train):  # before the model loads
-        [read_truth(s) for s in list_scenarios(folder)]
+        _check_scenarios(folder)
     pipe = OwlPipeline.from_pretrained(args.model, device=device)
     report = probe_memory(pipe, args.scenarios, args.probe_train, limit=args.limit,
                           log=lambda line: print(line, file=sys.stderr, flush=True))
@@ -93,6 +89,14 @@ def _probe(args: argparse.Namespace, filming: list[str]) -> int:
     print(format_probe(report))
     _write_report(out, report)
     return 0
+
+
+def _check_scenarios(folder: str) -> None:
+    """Every scenario of a folder and its ground truth read and checked (one-line OwlError), as before a model loads."""
+    from owl.eval.shapes import list_scenarios, read_truth
+
+    for scenario in list_scenarios(folder):
+        read_truth(scenario)
 
 
 def _check_out(out: Path | None) -> None:
@@ -143,8 +147,8 @@ def add_eval_commands(subparsers) -> argparse.ArgumentParser:
                              "videos to name the object that is off screen and comes back; score it on --scenarios, "
                              "with full and with last memory (films nothing)")
     shapes.add_argument("--probe-train", metavar="DIR",
-                        help="the scenarios/ folder of the model's training data, to fit the memory probe on; with a model's "
-                             "rollouts (no --probe), the probe also reads the states of each rollout")
+                        help="the scenarios/ folder of the model's training data, to fit the memory probe on; with a "
+                             "model's rollouts (no --probe), the probe also reads the states of each rollout")
     shapes.add_argument("--memory", choices=("full", "last"),
                         help="full (default): the world state; last: the last-clip + caption baseline")
     shapes.add_argument("--out", help="write the report (per scenario and aggregate) to this JSON file")

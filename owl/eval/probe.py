@@ -28,6 +28,7 @@ import torch
 
 from owl.errors import OwlError
 from owl.eval.captions import parse_caption
+from owl.eval.metrics import ShapesTruth
 from owl.eval.shapes import Scenario, list_scenarios, read_real, read_truth, scenario_dynamics
 
 ATTRIBUTES = ("colour", "shape")
@@ -61,10 +62,9 @@ def clip_grid(renderer, scenario: Scenario) -> list[int]:
     return clip_starts(renderer, total)
 
 
-def away_cases(scenario: Scenario, starts: list[int]) -> list[ProbeCase]:
-    """The probe cases of one scenario: per clip t >= 1, the seen object that is out of the frame at frame
-    starts[t] - 1 and returns first afterwards (none: no case)."""
-    truth = read_truth(scenario)
+def away_cases(scenario: Scenario, truth: ShapesTruth, starts: list[int]) -> list[ProbeCase]:
+    """The probe cases of one scenario (its ground truth `truth`): per clip t >= 1, the seen object that is out of
+    the frame at frame starts[t] - 1 and returns first afterwards (none: no case)."""
     frames = truth.tracks
     seen_at = [{o["id"]: o for o in frame if o.get("pixels", 1) > 0} for frame in frames]
     dynamics = scenario_dynamics(scenario, [s / scenario.fps for s in starts[1:]])
@@ -185,7 +185,8 @@ def _score(cases: list[ProbeCase], predicted: dict[str, list[str]]) -> dict:
         for attribute in ATTRIBUTES + ("identity",):
             hits = [all(predicted[a][i] == cases[i].label(a) for a in ATTRIBUTES) if attribute == "identity"
                     else predicted[attribute][i] == cases[i].label(attribute) for i in picked]
-            out[attribute] = {"correct": sum(hits), "total": len(hits), "accuracy": sum(hits) / len(hits) if hits else None}
+            out[attribute] = {"correct": sum(hits), "total": len(hits),
+                              "accuracy": sum(hits) / len(hits) if hits else None}
         return out
 
     result = block(lambda c: True)
@@ -196,33 +197,36 @@ def _score(cases: list[ProbeCase], predicted: dict[str, list[str]]) -> dict:
     return result
 
 
-def _collect(pipe, scenarios: list[Scenario], memory: str, log) -> tuple[torch.Tensor, list[ProbeCase]]:
-    features, cases = [], []
+def _collect(pipe, scenarios: list[Scenario], memories, log) -> tuple[dict[str, torch.Tensor], list[ProbeCase]]:
+    """The probe cases of `scenarios` and, per memory, the (N, Q * D) states at them: each video is read once."""
+    features, cases = {m: [] for m in memories}, []
     for scenario in scenarios:
-        found = away_cases(scenario, clip_grid(pipe.renderer, scenario))
+        found = away_cases(scenario, read_truth(scenario), clip_grid(pipe.renderer, scenario))
         if not found:
             continue
-        states = video_states(pipe.world_model, pipe.renderer, scenario, read_real(scenario), memory)
-        features += [states[c.clip] for c in found if c.clip < len(states)]
-        cases += [c for c in found if c.clip < len(states)]
+        frames = read_real(scenario)
+        for memory in memories:  # one state per clip of the grid the cases were found on
+            states = video_states(pipe.world_model, pipe.renderer, scenario, frames, memory)
+            features[memory] += [states[c.clip] for c in found]
+        cases += found
         if log is not None:
-            log(f"probe, {memory} memory: {scenario.video_id}, {len(found)} case(s)")
+            log(f"probe: {scenario.video_id}, {len(found)} case(s)")
     dim = pipe.world_model.config.num_queries * pipe.world_model.hidden_size
-    return (torch.stack(features) if features else torch.zeros(0, dim)), cases
+    return {m: torch.stack(f) if f else torch.zeros(0, dim) for m, f in features.items()}, cases
 
 
 def fit_on(pipe, train_scenarios, memory: str, log: Callable[[str], None] | None = None) -> LinearProbe:
     """The probe of one memory, fitted on the states read on the real videos of `train_scenarios`."""
-    features, cases = _collect(pipe, list_scenarios(train_scenarios), memory, log)
-    return fit_probe(features, cases)
+    features, cases = _collect(pipe, list_scenarios(train_scenarios), (memory,), log)
+    return fit_probe(features[memory], cases)
 
 
-def probe_rollout(probe: LinearProbe, renderer, scenario: Scenario, states: list[torch.Tensor],
+def probe_rollout(probe: LinearProbe, renderer, scenario: Scenario, truth: ShapesTruth, states: list[torch.Tensor],
                   reentries: list[dict]) -> dict:
     """The probe on the states a rollout read (`states`, one per clip), scored on the scenario's cases; and, per
     scored re-entry (`owl.eval.metrics.reentry` cases), whether the state at the return knew the object and whether
     the video brought it back."""
-    cases = [c for c in away_cases(scenario, clip_grid(renderer, scenario)) if c.clip < len(states)]
+    cases = [c for c in away_cases(scenario, truth, clip_grid(renderer, scenario)) if c.clip < len(states)]
     predicted = probe.predict(torch.stack([states[c.clip].float().flatten().cpu() for c in cases])) if cases else {}
     knew = [all(predicted[a][i] == c.label(a) for a in ATTRIBUTES) for i, c in enumerate(cases)]
     returns = []
@@ -266,23 +270,23 @@ def probe_memory(pipe, scenarios, train_scenarios, *, limit: int | None = None, 
     held_out, training = list_scenarios(scenarios, limit), list_scenarios(train_scenarios, train_limit)
     if {s.video_id for s in held_out} & {s.video_id for s in training}:
         raise OwlError("the probe's training and held-out scenarios share videos; give scenarios of another seed")
+    test_x, test_cases = _collect(pipe, held_out, memories, log)
+    if not test_cases:
+        raise OwlError(f"no held-out case in {str(scenarios)!r}: no object leaves the frame and comes back")
+    train_x, train_cases = _collect(pipe, training, memories, log)
     report = {"settings": {"scenarios": str(scenarios), "train_scenarios": str(train_scenarios), "limit": limit,
                            "train_limit": train_limit}, "memories": {}}
     for memory in memories:
-        train_x, train_cases = _collect(pipe, training, memory, log)
-        test_x, test_cases = _collect(pipe, held_out, memory, log)
-        if not test_cases:
-            raise OwlError(f"no held-out case in {str(scenarios)!r}: no object leaves the frame and comes back")
-        probe = fit_probe(train_x, train_cases)
-        scores = _score(test_cases, probe.predict(test_x))
+        probe = fit_probe(train_x[memory], train_cases)
+        scores = _score(test_cases, probe.predict(test_x[memory]))
         scores["l2"] = {a: probe.heads[a][2] for a in ATTRIBUTES}
         scores["train_cases"] = len(train_cases)
         report["memories"][memory] = scores
-        if "chance" not in report:  # the most frequent training answer, per attribute
-            common = {a: max(sorted({c.label(a) for c in train_cases}),
-                             key=lambda v, a=a: sum(c.label(a) == v for c in train_cases)) for a in ATTRIBUTES}
-            report["chance"] = _score(test_cases, {a: [common[a]] * len(test_cases) for a in ATTRIBUTES})
-            report["cases"] = [asdict(c) for c in test_cases]
+    # chance: the most frequent training answer, per attribute
+    common = {a: max(sorted({c.label(a) for c in train_cases}),
+                     key=lambda v, a=a: sum(c.label(a) == v for c in train_cases)) for a in ATTRIBUTES}
+    report["chance"] = _score(test_cases, {a: [common[a]] * len(test_cases) for a in ATTRIBUTES})
+    report["cases"] = [asdict(c) for c in test_cases]
     return report
 
 

@@ -293,7 +293,8 @@ def evaluate_shapes(scenarios: str | Path, model: str | Path | None = None, *, g
         if probe is not None:
             from owl.eval.probe import probe_rollout
 
-            result["probe"] = probe_rollout(probe, pipe.renderer, scenario, states, result["reentry"]["cases"])
+            result["probe"] = probe_rollout(probe, pipe.renderer, scenario, truth, states,
+                                            result["reentry"]["cases"])
         results.append(result)
         if log is not None:
             log(f"[{n}/{len(items)}] {scenario.video_id}: re-entry {_ratio(result['reentry'])}, following "
