@@ -28,10 +28,12 @@ only when it is complete; an error or Ctrl-C removes the temporary file and leav
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import os
 import struct
+import sys
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -375,6 +377,21 @@ def _parse_size(size) -> tuple[int, int] | None:
 _FORK_HOOK: list = []
 
 
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """Send file descriptor 2 to /dev/null while decord opens a file: on a corrupt one its FFmpeg and C++ layers write
+    their own lines there ("moov atom not found", "ERROR opening: ..."), beside the one-line OwlError that says it."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _collect_before_fork() -> None:
     """Free unreachable decord readers in the parent before any fork (a DataLoader's workers): collected in a
     child, a reader's finalizer waits forever on decoder threads that did not survive the fork. Readers still in
@@ -412,9 +429,10 @@ class VideoFile:
             raise OwlError(f"cannot read video {where!r}: {exc.strerror or exc}") from exc
         source = io.BytesIO(_unrotated_bytes(self.path)) if self.rotation else where
         try:
-            probe = decord.VideoReader(source, ctx=decord.cpu(0), num_threads=threads)
-            count = len(probe)
-            first = probe[0]
+            with _native_stderr_silenced():
+                probe = decord.VideoReader(source, ctx=decord.cpu(0), num_threads=threads)
+                count = len(probe)
+                first = probe[0]
             coded_h, coded_w = first.shape[:2]
         except Exception as exc:  # decord raises DECORDError / RuntimeError / AssertionError with C++ traces
             raise OwlError(f"cannot read video {where!r}: not a readable video file (no decodable video stream)") \
@@ -438,9 +456,10 @@ class VideoFile:
                 if self.rotation:
                     source.seek(0)
                 try:
-                    reader = decord.VideoReader(source, ctx=decord.cpu(0), width=decode_w, height=decode_h,
-                                                num_threads=threads)
-                    first = reader[0]
+                    with _native_stderr_silenced():
+                        reader = decord.VideoReader(source, ctx=decord.cpu(0), width=decode_w, height=decode_h,
+                                                    num_threads=threads)
+                        first = reader[0]
                 except Exception as exc:
                     raise OwlError(f"cannot read video {where!r}: decoding at {decode_w}x{decode_h} failed") from exc
                 if first.shape[-1] == 3:

@@ -192,3 +192,21 @@ def test_layout_round_trip():
     assert tensor.shape == (3, 3, 4, 5) and tensor.dtype == torch.float32
     assert tensor.min() >= -1 and tensor.max() <= 1
     assert np.array_equal(cthw_to_thwc(tensor), frames)
+
+
+def test_a_corrupt_video_gets_owls_line_and_no_native_noise(tmp_path):
+    """decord's FFmpeg and C++ layers write to file descriptor 2 on a corrupt file; Owl says it in one line."""
+    import sys
+
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"not a video at all" * 64)
+    code = ("from owl.errors import OwlError\nfrom owl.video_io import read_video\n"
+            f"try:\n    read_video({str(bad)!r})\nexcept OwlError as exc:\n    print(exc)\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0 and "not a readable video file" in run.stdout
+    assert run.stderr == ""
+    ok = tmp_path / "ok.mp4"  # and a good file still reads, its descriptors restored
+    from owl.video_io import read_video, write_video
+
+    write_video(ok, np.zeros((9, 16, 16, 3), np.uint8), fps=8)
+    assert read_video(ok)[0].shape == (9, 16, 16, 3)
