@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Callable
 
 from owl.errors import OwlError
-from owl.rollout import check_setting
+from owl.settings import DEFAULT_SECONDS, check_setting
 from owl.timeline import Timeline
 from owl.video_io import write_bytes_atomic
 
@@ -65,8 +65,9 @@ class BatchSummary:
     manifest: Path | None = None
 
 
-def read_batch(path: str | Path, seconds: float = 8.0, seed: int = 0) -> list[BatchItem]:
-    """Parse and check a batch JSONL file; `seconds` and `seed` fill rows that do not give them."""
+def read_batch(path: str | Path, seconds: float = DEFAULT_SECONDS, seed: int = 0) -> list[BatchItem]:
+    """Parse and check a batch JSONL file; `seconds` and `seed` fill rows that do not give them (`owl generate
+    --batch` passes its --seconds and --seed, by default the API's)."""
     path = Path(path)
     if not path.is_file():
         raise OwlError(f"batch file not found: {str(path)!r}")

@@ -23,15 +23,18 @@ import logging
 import os
 import sys
 import warnings
+from dataclasses import fields
 from pathlib import Path
 
 from owl.errors import OwlError, OwlWarning
+from owl.settings import RolloutSettings, add_setting_flags, check_setting_flags, given_setting_flags, setting_values
 
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "checkpoints" / "owl-shapes"
 
-# generate's options that describe a new rollout: --resume takes them from the session instead
-_NEW_ROLLOUT = ("prompt", "image", "seconds", "fps", "height", "width", "dynamics", "script", "seed", "steps",
-                "guidance", "memory", "out", "max_observations", "max_steps")
+# the rollout settings each command takes as flags (owl.settings makes the flags, their help and their defaults)
+GENERATE_SETTINGS = tuple(f.name for f in fields(RolloutSettings))  # all of them
+BRANCH_SETTINGS = ("seconds", "seed")
+EXTEND_SETTINGS = ("seconds", "seed", "fps", "height", "width", "num_inference_steps", "guidance_scale", "memory")
 
 
 def parse_dynamics(text: str | None) -> list[str | None] | None:
@@ -47,33 +50,13 @@ def pick_device(device: str):
     return resolve_device(device)
 
 
-# generate's options -> the RolloutSettings fields they set (checked there, before any model loads)
-_SETTING_OPTIONS = {"seconds": "seconds", "fps": "fps", "height": "height", "width": "width",
-                    "steps": "num_inference_steps", "guidance": "guidance_scale", "memory": "memory", "seed": "seed",
-                    "max_observations": "max_observations", "max_steps": "max_steps"}
-
-
-def check_setting_options(args) -> None:
-    """Check the rollout settings given on the command line with `owl.rollout.check_setting`, before a model loads
-    (seconds with a 3B model). What depends on the model (a size multiple, its defaults) is checked once it has."""
-    from owl.rollout import check_setting
-
-    for option, setting in _SETTING_OPTIONS.items():
-        value = getattr(args, option, None)
-        if value is not None:
-            try:
-                check_setting(setting, value)
-            except OwlError as exc:
-                raise OwlError(f"--{option.replace('_', '-')}: {exc}") from None
-
-
 def check_options(args) -> None:
     """Everything a video command can check before a model loads: the settings, the model folder and the output
     path (`owl generate` opens its image before loading too)."""
     from owl.pipeline import check_model_folder
     from owl.video_io import check_output
 
-    check_setting_options(args)
+    check_setting_flags(args)
     if getattr(args, "model", None):
         check_model_folder(args.model)
     if getattr(args, "out", None) is not None:
@@ -174,13 +157,9 @@ def cmd_generate(args) -> int:
     image = None if args.image is None else open_image(args.image)  # read once, before the model loads
     pipe = load_pipeline(args.model, args.preset, pick_device(args.device), args=args)
     try:
-        result = pipe(
-            prompt=args.prompt or "", image=image, seconds=24.0 if args.seconds is None else args.seconds,
-            fps=args.fps, height=args.height, width=args.width, dynamics=dynamics,
-            seed=0 if args.seed is None else args.seed, num_inference_steps=args.steps, guidance_scale=args.guidance,
-            memory=args.memory or "full", output=out, progress=_progress(args),
-            session=None if args.no_session else session_path(out), max_observations=args.max_observations,
-            max_steps=args.max_steps)
+        result = pipe(prompt=args.prompt or "", image=image, dynamics=dynamics, output=out, progress=_progress(args),
+                      session=None if args.no_session else session_path(out),
+                      **setting_values(args, GENERATE_SETTINGS))  # the flags given, else the API's defaults
     except KeyboardInterrupt:
         return _interrupted(out)
     return _finish(result, out)
@@ -190,7 +169,8 @@ def _resume(args) -> int:
     from owl.session import SessionFolder
     from owl.video_io import check_output
 
-    clash = _given(args, _NEW_ROLLOUT + ("batch", "out_dir", "no_session"))
+    clash = (_given(args, ("prompt", "image", "dynamics", "script", "out", "batch", "out_dir", "no_session"))
+             + given_setting_flags(args, GENERATE_SETTINGS))
     if clash:
         raise OwlError(f"--resume continues the session with its own settings; drop {' '.join(clash)}")
     folder = SessionFolder.open(args.resume)
@@ -218,12 +198,9 @@ def _batch(args) -> int:
         raise OwlError(f"output folder does not exist: {str(out_dir)!r}")
     check_options(args)
     pick_device(args.device)
-    items = read_batch(args.batch, seconds=24.0 if args.seconds is None else args.seconds,
-                       seed=0 if args.seed is None else args.seed)
+    options = setting_values(args, GENERATE_SETTINGS)  # the flags given, else the API's defaults
+    items = read_batch(args.batch, seconds=options.pop("seconds"), seed=options.pop("seed"))  # a row may set these
     rank, world = process_rank()
-    options = dict(fps=args.fps, height=args.height, width=args.width, num_inference_steps=args.steps,
-                   guidance_scale=args.guidance, memory=args.memory or "full",
-                   max_observations=args.max_observations, max_steps=args.max_steps)
 
     def load():  # each rank loads its own pipeline when it has work
         return load_pipeline(args.model, args.preset, pick_device(args.device), args=args)
@@ -260,7 +237,7 @@ def cmd_extend(args) -> int:
     source = Path(args.source)
     saved = None
     if source.is_dir():
-        clash = _given(args, ("prompt", "seed", "fps", "height", "width", "steps", "guidance", "memory"))
+        clash = _given(args, ("prompt",)) + given_setting_flags(args, EXTEND_SETTINGS[1:])  # all but --seconds
         if clash:
             raise OwlError(f"a session is extended with its own settings; drop {' '.join(clash)}")
         saved = SessionFolder.open(source).model
@@ -271,10 +248,8 @@ def cmd_extend(args) -> int:
     check_options(args)
     pipe = load_pipeline(args.model, args.preset, pick_device(args.device), saved=saved, args=args)
     try:
-        result = pipe.extend(source, seconds=args.seconds, output=out, dynamics=parse_dynamics(args.dynamics),
-                             prompt=args.prompt or "", seed=args.seed or 0, fps=args.fps, height=args.height,
-                             width=args.width, num_inference_steps=args.steps, guidance_scale=args.guidance,
-                             memory=args.memory or "full", progress=_progress(args))
+        result = pipe.extend(source, output=out, dynamics=parse_dynamics(args.dynamics), prompt=args.prompt or "",
+                             progress=_progress(args), **setting_values(args, EXTEND_SETTINGS))
     except KeyboardInterrupt:
         return _interrupted(out)
     return _finish(result, out)
@@ -331,16 +306,6 @@ def _model_options(parser) -> None:
                         "(slow first clips, faster after)")
 
 
-def _look_options(parser) -> None:
-    parser.add_argument("--fps", type=float, help="frames per second (default: the model's)")
-    parser.add_argument("--height", type=int, help="frame height (default: the model's)")
-    parser.add_argument("--width", type=int, help="frame width (default: the model's)")
-    parser.add_argument("--steps", type=int, help="denoising steps per clip (default: the model's)")
-    parser.add_argument("--guidance", type=float, help="classifier-free guidance scale (default: the model's)")
-    parser.add_argument("--memory", choices=("full", "last"),
-                        help="full (default): the world state; last: last clip + caption baseline")
-
-
 class _Parser(argparse.ArgumentParser):
     """argparse, with its mistakes reported as Owl reports every other: one line, exit 2 (--help shows usage)."""
 
@@ -357,23 +322,18 @@ def build_parser() -> argparse.ArgumentParser:
                                      "A world session is saved beside the video after every clip.")
     gen.add_argument("--prompt", help="what the video shows at the start")
     gen.add_argument("--image", help="first frame for image-to-video (PNG, JPEG, ...)")
-    gen.add_argument("--seconds", type=float, help="duration (default 24, at most 3600)")
-    _look_options(gen)
     gen.add_argument("--dynamics", help='scripted dynamics d_0; d_1; ... separated by ";" (empty = predicted)')
     gen.add_argument("--script", help="JSON or YAML file: a list of dynamics texts, or a timeline of segments "
                                       "{start, end, dynamics} / {duration, dynamics} (gaps are predicted)")
-    gen.add_argument("--seed", type=int, help="seed (default 0)")
-    gen.add_argument("--max-observations", type=int, metavar="K",
-                     help="bound the world model's history: keep the key frames of the last K clips (default: all)")
-    gen.add_argument("--max-steps", type=int, metavar="M",
-                     help="bound the world model's history: keep states and dynamics of the last M steps (default: all)")
     gen.add_argument("--out", help="output mp4 (default owl.mp4); a .storyboard.json and a .session/ go beside it")
     gen.add_argument("--no-session", action="store_true", help="do not save a world session (no resume, no partial)")
     gen.add_argument("--resume", metavar="SESSION", help="continue an interrupted rollout from its session folder")
     gen.add_argument("--batch", metavar="JSONL", help="one rollout per line: {prompt, image?, seconds?, dynamics?, "
-                                                      "seed?, id?}; split across accelerate/torchrun processes")
+                                                      "seed?, id?} (a row without seconds or seed takes --seconds "
+                                                      "or --seed); split across accelerate/torchrun processes")
     gen.add_argument("--out-dir", help="with --batch: folder for the videos and manifest.jsonl")
     gen.add_argument("--retry-failed", action="store_true", help="with --batch: run rows that failed before again")
+    add_setting_flags(gen, GENERATE_SETTINGS)
     _model_options(gen)
     gen.set_defaults(func=cmd_generate)
 
@@ -383,22 +343,23 @@ def build_parser() -> argparse.ArgumentParser:
     branch.add_argument("session", metavar="SESSION", help="a session folder (e.g. out.session)")
     branch.add_argument("--at", type=int, required=True, metavar="CLIP", help="the first clip to film again (>= 1)")
     branch.add_argument("--dynamics", help='d_{K-1}; d_K; ... separated by ";" (empty or missing = predicted)')
-    branch.add_argument("--seconds", type=float, help="new total duration (default: the session's)")
-    branch.add_argument("--seed", type=int, help="reseed at the fork (default: carry the session's generator on)")
     branch.add_argument("--out", required=True, help="output mp4 of the branch (its session goes beside it)")
+    add_setting_flags(branch, BRANCH_SETTINGS, help={
+        "seconds": "new total duration (default: the session's)",
+        "seed": "reseed at the fork (default: carry the session's generator on)"})
     _model_options(branch)
     branch.set_defaults(func=cmd_branch)
 
     extend = sub.add_parser("extend", help="continue a finished rollout or any mp4 by N seconds",
                             description="Continue a finished session, or any video (read with decord: its clips "
-                                        "become observations, its last frames the context), into a new video.")
+                                        "become observations, its last frames the context), into a new video. A "
+                                        "session goes on with its own settings: --prompt and the rollout settings "
+                                        "other than --seconds apply to a video source only.")
     extend.add_argument("source", metavar="SESSION|VIDEO", help="a finished session folder or a video file")
-    extend.add_argument("--seconds", type=float, required=True, help="seconds to add")
     extend.add_argument("--dynamics", help='dynamics of the new clips, separated by ";" (empty = predicted)')
     extend.add_argument("--prompt", help="a video source only: text placed before the video in the world model")
-    extend.add_argument("--seed", type=int, help="a video source only: seed (default 0)")
-    _look_options(extend)
     extend.add_argument("--out", required=True, help="output mp4: the source followed by the new clips")
+    add_setting_flags(extend, EXTEND_SETTINGS, required=("seconds",), help={"seconds": "seconds to add"})
     _model_options(extend)
     extend.set_defaults(func=cmd_extend)
 

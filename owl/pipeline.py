@@ -35,13 +35,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from owl.clip_sources import ClipSource, Film, FromVideo
 from owl.config import ModelPreset, get_preset
 from owl.errors import OwlError
 from owl.renderer import Renderer
-from owl.rollout import (ClipEvent, LoopStart, RolloutSettings, Storyboard, check_dynamics, check_setting, plan_clips,
-                         rollout)
-from owl.session import (PartialVideo, SessionFolder, observe_video, partial_path, remove_stale_temporaries,
-                         session_path)
+from owl.rollout import ClipEvent, RolloutSettings, Storyboard, check_dynamics, check_setting, rollout
+from owl.session import PartialVideo, SessionFolder, partial_path, remove_stale_temporaries, session_path
+from owl.settings import DEFAULT_SECONDS
 from owl.timeline import Timeline
 from owl.video_io import VideoWriter, check_output, output_lock, read_video, write_bytes_atomic
 from owl.world_model import WorldModel
@@ -365,7 +365,7 @@ class OwlPipeline:
             check_output(output)
 
     @torch.no_grad()
-    def __call__(self, prompt: str = "", image=None, seconds: float = 8.0, fps: float | None = None,
+    def __call__(self, prompt: str = "", image=None, seconds: float = DEFAULT_SECONDS, fps: float | None = None,
                  height: int | None = None, width: int | None = None,
                  dynamics: list[str | None] | Timeline | None = None, seed: int = 0,
                  num_inference_steps: int | None = None, guidance_scale: float | None = None,
@@ -389,7 +389,7 @@ class OwlPipeline:
         settings = self._settings(seconds, fps, height, width, num_inference_steps, guidance_scale, memory, seed,
                                   do_sample, temperature, max_observations, max_steps)
         self.check_inputs(prompt, image, settings, output)
-        total = plan_clips(self.renderer, settings.seconds, settings.fps)[1]
+        total = self.renderer.grid.total_frames(settings.seconds, settings.fps)
         plan = self._plan_dynamics(dynamics, settings, done=0, written=0, total=total)
         if session is not None and output is None:
             raise OwlError("a session needs an output video: give output=... (or drop session)")
@@ -412,7 +412,7 @@ class OwlPipeline:
             _check_session_beside(session, output)
             folder = SessionFolder.create(session, prompt=prompt, image=first, settings=settings, dynamics=plan,
                                           output=output, model=self.source)
-            return self._run_session(folder, None, callback, progress)
+            return self._run_session(folder, self._film(settings, first), callback, progress)
 
     # --- world sessions -------------------------------------------------------------------------------------
 
@@ -430,8 +430,10 @@ class OwlPipeline:
         self.renderer.check_size(s.height, s.width)
         with output_lock(check_output(folder.output)):
             remove_stale_temporaries(folder.output.parent, stem=folder.output.stem)
-            start = folder.replay(self.world_model) if folder.records else None
-            return self._run_session(folder, start, callback, progress)
+            source = self._film(s, folder.image())
+            if folder.records:
+                source = folder.replay(source)
+            return self._run_session(folder, source, callback, progress)
 
     @torch.no_grad()
     def branch(self, session: str | Path, at: int, output: str | Path, dynamics: list[str | None] | None = None,
@@ -457,7 +459,7 @@ class OwlPipeline:
             raise OwlError(f"out {str(output)!r} would overwrite the session it branches from; choose another out")
         last = src.load_clip(at - 1)
         written = sum(c["video_frames"] for c in src.meta["clips"][:at])
-        total = plan_clips(self.renderer, settings.seconds, settings.fps)[1]
+        total = self.renderer.grid.total_frames(settings.seconds, settings.fps)
         written += max(0, min(len(last.frames) - last.video_frames, total - written))
         prefix = (src.dynamics + [None] * at)[: at - 1]
         plan = self._plan_dynamics(dynamics, settings, done=at, written=written, total=total, prefix=prefix)
@@ -471,9 +473,9 @@ class OwlPipeline:
             folder.copy_clips(src, at)
             if seed is not None:
                 folder.save_clip(replace(last, rng=torch.Generator("cpu").manual_seed(seed).get_state()))
-            start = folder.replay(self.world_model, upto=at - 1)
-            folder.mark_running()
-            return self._run_session(folder, start, callback, progress)
+            folder.mark_running()  # complete clips only from here: a kill leaves a session that resumes
+            return self._run_session(folder, folder.replay(self._film(settings, folder.image()), upto=at - 1),
+                                     callback, progress)
 
     @torch.no_grad()
     def extend(self, source: str | Path, seconds: float, output: str | Path,
@@ -508,7 +510,7 @@ class OwlPipeline:
             raise OwlError(f"out {str(output)!r} would overwrite the session it extends; choose another out")
         done, s = len(src.records), src.settings
         settings = replace(s, seconds=src.written / s.fps + seconds)
-        total = plan_clips(self.renderer, settings.seconds, settings.fps)[1]
+        total = self.renderer.grid.total_frames(settings.seconds, settings.fps)
         last = src.load_clip(done - 1)
         written = src.written + max(0, min(len(last.frames) - last.video_frames, total - src.written))
         prefix = (src.dynamics + [None] * done)[: done - 1]
@@ -518,9 +520,8 @@ class OwlPipeline:
                                       parent={"session": str(src.path.resolve()), "extends": True},
                                       status="preparing")
         folder.copy_clips(src, done)
-        start = folder.replay(self.world_model)
-        folder.mark_running()
-        return self._run_session(folder, start, callback, progress)
+        folder.mark_running()  # complete clips only from here: a kill leaves a session that resumes
+        return self._run_session(folder, folder.replay(self._film(settings, folder.image())), callback, progress)
 
     def _extend_video(self, source: Path, seconds: float, output: Path, dynamics, prompt, seed, fps, height, width,
                       num_inference_steps, guidance_scale, memory, callback, progress) -> OwlPipelineOutput:
@@ -531,36 +532,40 @@ class OwlPipeline:
         self.renderer.check_size(settings.height, settings.width)
         frames, _ = read_video(source, fps=settings.fps, size=(settings.height, settings.width))
         settings = replace(settings, seconds=len(frames) / settings.fps + seconds)
-        total = plan_clips(self.renderer, settings.seconds, settings.fps)[1]
-        first, rest = self.renderer.frames_per_clip(True), self.renderer.frames_per_clip(False)
-        done = 1 + max(0, -(-(len(frames) - first) // rest))
+        total = self.renderer.grid.total_frames(settings.seconds, settings.fps)
+        done = self.renderer.grid.count(len(frames))
         plan = self._plan_dynamics(dynamics, settings, done=done, written=len(frames), total=total,
                                    prefix=[None] * (done - 1))
         folder = SessionFolder.create(session_path(output), prompt=prompt, image=None, settings=settings,
                                       dynamics=plan, output=output, model=self.source,
                                       parent={"video": str(source.resolve())}, status="preparing")
-        start = observe_video(self.world_model, self.renderer, folder, frames, settings, prompt)
-        folder.mark_running()
-        return self._run_session(folder, start, callback, progress)
+        source = FromVideo(frames, self.renderer, self.world_model.config.key_frames, then=self._film(settings))
+        return self._run_session(folder, source, callback, progress)
 
-    def _run_session(self, folder: SessionFolder, start: LoopStart | None, callback, progress) -> OwlPipelineOutput:
-        """Run (or carry on) the loop of a session: stream the video to its output, save every clip, publish the
-        partial video; mark the session complete and drop the partial once the output is in place."""
+    def _film(self, settings: RolloutSettings, image: np.ndarray | None = None) -> Film:
+        """The clip source that films with this pipeline's renderer."""
+        return Film(self.renderer, settings, self.world_model.config.key_frames, image)
+
+    def _run_session(self, folder: SessionFolder, source: ClipSource, callback, progress) -> OwlPipelineOutput:
+        """Run the loop of a session from its first clip: stream the video to its output (replayed clips are
+        written again, not saved again), save every new clip, publish the partial video; mark the session
+        complete and drop the partial once the output is in place. A session still "preparing" (filled from a
+        video) becomes resumable once the source's own clips are all saved."""
         s, output = folder.settings, folder.output
         preview = PartialVideo(folder, partial_path(output))
+        known = source.prefix(self.renderer.grid.total_frames(s.seconds, s.fps))[0]
 
         def on_clip(step) -> Path | None:
             folder.save_clip(step)
+            if folder.preparing and step.record.index + 1 >= known:
+                folder.mark_running()
             return preview.publish()
 
         timings: dict[str, float] = {}
         with VideoWriter(output, fps=s.fps) as writer:
-            if start is not None:  # the video so far, as saved
-                for frames in folder.video_frames(len(start.clips)):
-                    writer.append(frames)
             storyboard = rollout(self.world_model, self.renderer, folder.prompt, s, writer.append,
                                  image=folder.image(), dynamics=folder.dynamics, callback=callback,
-                                 progress=progress, timings=timings, start=start, on_clip=on_clip)
+                                 progress=progress, timings=timings, source=source, on_clip=on_clip)
         folder.mark_complete()
         preview.remove()
         n = writer.num_frames
@@ -583,18 +588,14 @@ class OwlPipeline:
                        prefix: list[str | None] = ()) -> list[str | None]:
         """The absolute dynamics plan d_0, d_1, ...: `prefix` for the transitions already made, then `dynamics`
         (a list, or a Timeline mapped onto the clips' start times)."""
-        rest = self.renderer.frames_per_clip(False)
-        if done == 0:
-            num_clips = plan_clips(self.renderer, settings.seconds, settings.fps)[0]
-        else:
-            num_clips = done + max(0, -(-(total - written) // rest))
+        grid = self.renderer.grid
+        num_clips = done + grid.count_after(total - written, first=done == 0)
         if dynamics is None:
             new: list[str | None] = []
         elif isinstance(dynamics, Timeline):
             if done:
                 raise OwlError("a timeline applies to a new rollout; give a list of dynamics to branch or extend")
-            first = self.renderer.frames_per_clip(True)
-            new = dynamics.dynamics_for([0.0] + [(first + i * rest) / settings.fps for i in range(num_clips - 1)])
+            new = dynamics.dynamics_for([start / settings.fps for start in grid.starts(total)])
         elif isinstance(dynamics, (list, tuple)) and all(d is None or isinstance(d, str) for d in dynamics):
             new = [d.strip() if isinstance(d, str) and d.strip() else None for d in dynamics]
         else:

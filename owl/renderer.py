@@ -18,6 +18,7 @@ transformer patches 2x2, so H and W must be multiples of 16.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import time
 from pathlib import Path
@@ -26,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from owl.clip_grid import ClipGrid
 from owl.config import RendererConfig, load_json, save_json
 from owl.errors import OwlError
 
@@ -87,10 +89,38 @@ class Renderer(nn.Module):
                                f"{self.spatial_scale}x times the transformer's patch {m // self.spatial_scale}, at most "
                                f"{most // m} patches), got {value!r}")
 
+    @property
+    def grid(self) -> ClipGrid:
+        """Where this model's clips fall in a video (see `owl.clip_grid`)."""
+        return ClipGrid(self.config.clip_latent_frames, self.config.context_latent_frames, self.temporal_scale)
+
     def frames_per_clip(self, first: bool) -> int:
         """Video frames each clip adds: 4n (n new latent frames), and one more for the opening clip."""
-        n = self.config.clip_latent_frames * self.temporal_scale
-        return n + 1 if first else n
+        return self.grid.clip_frames(first)
+
+    @property
+    def device(self) -> torch.device:
+        """Where inputs are made: the projector's device (it stays on the accelerator under CPU offload)."""
+        return self.projector.null_state.device
+
+    # --- context: how a clip continues the one before it ----------------------------------------------------
+
+    def context_of(self, latents: torch.Tensor) -> torch.Tensor:
+        """The next clip's context from a clip's latents (B, C, F, h, w): its last c latent frames."""
+        return latents[:, :, -self.config.context_latent_frames:]
+
+    @torch.no_grad()
+    def image_context(self, image_hwc: np.ndarray) -> torch.Tensor:
+        """The opening clip's context in image-to-video: the image (H, W, 3) uint8 encoded, (1, C, 1, h, w)."""
+        return self.encode(from_uint8_thwc(image_hwc[None])[None].to(self.device))
+
+    @torch.no_grad()
+    def video_context(self, frames_thwc: np.ndarray, end: int) -> torch.Tensor:
+        """The context a clip read from a video (frames (T, H, W, 3) uint8) hands to the next clip when it ends at
+        frame `end`: its tail frames encoded, the last c latent frames, (1, C, c, h, w). The only place Owl goes
+        from pixels back to latents mid-video (extending a video)."""
+        start = self.grid.context_window(end)
+        return self.context_of(self.encode(from_uint8_thwc(frames_thwc[start:end])[None].to(self.device)))
 
     # --- VAE ------------------------------------------------------------------------------------------------
 
@@ -180,7 +210,7 @@ class Renderer(nn.Module):
         sequence (B, C, c + n, h, w), context first, and the decoded frames of the new part only,
         (B, 3, T, H, W) in [-1, 1] (T = 4n, or 1 + 4(n - 1) when there is no context).
         """
-        device = self.projector.null_state.device
+        device = self.device
         b = states.shape[0]
         c = 0 if context is None else context.shape[2]
         h, w = height // self.spatial_scale, width // self.spatial_scale
@@ -199,10 +229,16 @@ class Renderer(nn.Module):
         noise = torch.randn((b, z, num_new_frames, h, w), generator=generator, dtype=torch.float32)
         latents = noise.to(device)
 
-        # 4. Denoise: the context stays clean at the head of the sequence, only the new frames move.
-        for t in scheduler.timesteps:
+        # 4. Denoise: the context stays clean at the head of the sequence, only the new frames move. A cache hook
+        # of diffusers' (FirstBlockCache and the like, `transformer.enable_cache`) starts afresh with each clip and
+        # is told where the loop is, as diffusers' Wan pipelines tell it (both halves of guidance run as one batch).
+        cached = getattr(self.transformer, "is_cache_enabled", False)
+        if cached:
+            self.transformer._reset_stateful_cache()
+        for i, t in enumerate(scheduler.timesteps):
             model_input = latents if context is None else torch.cat([context.to(latents), latents], dim=2)
-            flow = self.guided_flow(model_input, t, cond, uncond, c, guidance_scale)[:, :, c:]
+            with self._cache_step(cached, i, scheduler):
+                flow = self.guided_flow(model_input, t, cond, uncond, c, guidance_scale)[:, :, c:]
             latents = scheduler.step(flow, t, latents, return_dict=False)[0]
         denoised = time.perf_counter()
 
@@ -213,6 +249,12 @@ class Renderer(nn.Module):
             timings["denoise"] = timings.get("denoise", 0.0) + denoised - started
             timings["decode"] = timings.get("decode", 0.0) + time.perf_counter() - denoised
         return full, frames
+
+    def _cache_step(self, cached: bool, index: int, scheduler):
+        if not cached:
+            return contextlib.nullcontext()
+        return self.transformer.cache_context("cond", step_index=index, sigma=float(scheduler.sigmas[index]),
+                                              num_inference_steps=len(scheduler.timesteps))
 
     # --- save / load ----------------------------------------------------------------------------------------
 

@@ -12,20 +12,19 @@ Stitching: each clip's decoded frames exclude its context frames, so no frame is
 has one frame more (the causal VAE's first frame), and the last clip is cut to the exact duration asked for.
 A `Storyboard` records per clip its index, start and end time, dynamics text, and whether it was predicted.
 
-Continuing: after each clip the loop hands a `ClipStep` to `on_clip` (everything the next step needs: the clip's
-key frames O_t, its last latents, the generator state), which is what `owl.session` saves; a `LoopStart` built
-from a saved session (a world session replayed through S_t, plus that last step) makes the loop carry on exactly
-where it stopped, so a resumed video is frame for frame the uninterrupted one. A `LoopStart` for a longer video
-than the one saved first writes the rest of the saved last clip (it was cut to the old duration), as one longer
-run would have.
+Clip sources (`owl.clip_sources`): this is the only code that drives the loop; where each clip comes from is the
+source's business. A new video films every clip; resuming replays a saved session's clips through the same loop
+(the world model reads them as it read them the first time, so the states, and the video that follows, are frame
+for frame those of an uninterrupted run); branching replays up to the fork; extending replays a session or reads a
+video, then films. After each new clip the loop hands a `ClipStep` to `on_clip` (the clip's frames, key frames
+O_t, last latents and the generator state: all the next step needs), which is what `owl.session` saves.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -34,7 +33,9 @@ import torch
 from tqdm.auto import tqdm
 
 from owl.errors import OwlError
-from owl.renderer import Renderer, from_uint8_thwc, to_uint8_thwc
+from owl.clip_sources import ClipSource, Film, key_frames  # noqa: F401 (key_frames re-exported)
+from owl.renderer import Renderer
+from owl.settings import MAX_SECONDS, MEMORIES, RolloutSettings, check_setting  # noqa: F401 (re-exported)
 from owl.video_io import write_bytes_atomic
 from owl.world_model import WorldModel, WorldSession
 
@@ -91,203 +92,82 @@ class ClipStep:
     rng: torch.Tensor  # uint8, torch.Generator.get_state() after this clip
 
 
-@dataclass
-class LoopStart:
-    """Where a loop carries on: a world session that has read S_t, and clips 0..t (the last one's step)."""
-
-    session: WorldSession
-    clips: list[ClipRecord]  # 0..t, as they are in the video so far
-    last: ClipStep  # clip t
-    written: int  # frames of the video so far
-
-
-MAX_SECONDS = 3600  # the longest video one rollout makes
-MEMORIES = ("full", "last")
-
-
-@dataclass
-class RolloutSettings:
-    """The settings of one rollout. Every value is checked here, whoever builds it (the API, the CLI before it
-    loads a model, a batch row, a saved session): one place, one message per mistake. The height and width are
-    also checked against the model by `Renderer.check_size`."""
-
-    seconds: float
-    fps: float
-    height: int
-    width: int
-    num_inference_steps: int
-    guidance_scale: float
-    memory: str = "full"
-    seed: int = 0
-    do_sample: bool = False  # dynamics generation: greedy (False) or sampled
-    temperature: float = 1.0
-    max_observations: int | None = None  # keep the visual tokens of the last K observations only (None: all)
-    max_steps: int | None = None  # keep states and dynamics of the last M steps only (None: all)
-
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            check_setting(f.name, getattr(self, f.name))
-
-
-def _number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _integer(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-# name -> (is the value accepted, what is accepted)
-_RULES: dict[str, tuple[Callable[[object], bool], str]] = {
-    "seconds": (lambda v: _number(v) and 0 < v <= MAX_SECONDS, f"a number > 0 and <= {MAX_SECONDS}"),
-    "fps": (lambda v: _number(v) and 1 <= v <= 120, "a number from 1 to 120"),
-    "height": (lambda v: _integer(v) and v > 0, "a positive integer"),
-    "width": (lambda v: _integer(v) and v > 0, "a positive integer"),
-    "num_inference_steps": (lambda v: _integer(v) and 1 <= v <= 1000, "an integer from 1 to 1000"),
-    "guidance_scale": (lambda v: _number(v) and 1 <= v <= 100, "a finite number from 1 (no guidance) to 100"),
-    "memory": (lambda v: v in MEMORIES, " or ".join(map(repr, MEMORIES))),
-    "seed": (lambda v: _integer(v) and 0 <= v < 2 ** 63, "an integer from 0 to 2**63 - 1"),
-    "do_sample": (lambda v: isinstance(v, bool), "true or false"),
-    "temperature": (lambda v: _number(v) and 0 < v <= 100, "a finite number > 0 and <= 100"),
-    "max_observations": (lambda v: v is None or (_integer(v) and v >= 1), "a positive integer (or None: keep all)"),
-    "max_steps": (lambda v: v is None or (_integer(v) and v >= 1), "a positive integer (or None: keep all)"),
-}
-
-
-def check_setting(name: str, value) -> None:
-    """Raise OwlError unless `value` is an accepted value of RolloutSettings field `name`."""
-    accepted, what = _RULES[name]
-    try:
-        ok = bool(accepted(value))
-    except TypeError:  # a value of a type the rule cannot compare (a list where a number belongs)
-        ok = False
-    if not ok:
-        raise OwlError(f"{name} must be {what}, got {value!r}")
-
-
-def key_frames(clip_thwc: np.ndarray, k: int) -> np.ndarray:
-    """The K frames of a clip that go back into the LMM as O_t, (K, H, W, 3): evenly spaced, ending on its last.
-
-    The same choice as `WorldModel.observation_segments`, which keeps all K when handed exactly K frames: the
-    loop observes these, so a saved session holds only them and a replay feeds the same pixels.
-    """
-    n = len(clip_thwc)
-    return clip_thwc[[min(n - 1, round((i + 1) * n / k) - 1) for i in range(k)]]
-
-
 def open_session(world_model: WorldModel, settings: RolloutSettings) -> WorldSession:
-    """The world session of a rollout with these settings: the one place it is made, so a replay (owl.session)
-    builds exactly the session the loop had."""
+    """The world session of a rollout with these settings: the one place it is made."""
     return world_model.session(memory=settings.memory, max_observations=settings.max_observations,
                                max_steps=settings.max_steps)
-
-
-def plan_clips(renderer: Renderer, seconds: float, fps: float) -> tuple[int, int]:
-    """(number of clips, total frames) for a video of `seconds` at `fps`."""
-    total = int(round(seconds * fps))
-    first, rest = renderer.frames_per_clip(first=True), renderer.frames_per_clip(first=False)
-    num_clips = 1 + max(0, -(-(total - first) // rest))
-    return num_clips, total
-
-
-def clip_starts(renderer: Renderer, total_frames: int, done: list[ClipRecord] = (), written: int = 0,
-                fps: float = 1.0) -> list[int]:
-    """Start frame of every clip of a `total_frames` video: the `done` clips, then new clips from frame `written`."""
-    starts = [int(round(r.start * fps)) for r in done]
-    step = renderer.frames_per_clip(first=not done)
-    position = written if done else 0
-    while position < total_frames:
-        starts.append(position)
-        position += step
-        step = renderer.frames_per_clip(first=False)
-    return starts
 
 
 def rollout(world_model: WorldModel, renderer: Renderer, prompt: str, settings: RolloutSettings,
             write: Callable[[np.ndarray], None], image: np.ndarray | None = None,
             dynamics: list[str | None] | None = None, callback: Callable[[ClipEvent], None] | None = None,
-            progress: bool = True, timings: dict | None = None, start: LoopStart | None = None,
+            progress: bool = True, timings: dict | None = None, source: ClipSource | None = None,
             on_clip: Callable[[ClipStep], Path | None] | None = None) -> Storyboard:
     """Run the loop and hand each clip's frames (T, H, W, 3) uint8 to `write` as soon as it is finished.
 
     dynamics: d_0, d_1, ... for the clip transitions (d_{t-1} drives clip t); a missing or None entry is
     predicted by the LMM. image: (H, W, 3) uint8 at the output size, for image-to-video; the video's first frame.
-    start: carry on from a saved session (see `owl.session`) instead of starting from the prompt; `write` then
-    receives only the frames after `start.written`. on_clip: called with each finished clip's `ClipStep` before
-    `callback`; what it returns (a playable video so far) becomes the event's `path`.
+    source: where the clips come from (see `owl.clip_sources`); by default the renderer films them all. A
+    `Replay` source carries a saved session on (its clips are written again, not saved again). on_clip: called
+    with each new clip's `ClipStep` before `callback`; what it returns (a playable video so far) becomes the
+    event's `path`.
     """
     s = settings
-    _, total_frames = plan_clips(renderer, s.seconds, s.fps)
+    grid = renderer.grid
+    total_frames = grid.total_frames(s.seconds, s.fps)
     dynamics = list(dynamics or [])
     timings = {} if timings is None else timings
-    device = renderer.projector.null_state.device
+    source = source or Film(renderer, s, world_model.config.key_frames, image)
+    known, known_frames = source.prefix(total_frames)
+    num_clips = known + grid.count_after(total_frames - known_frames, first=known == 0)
+    check_dynamics(dynamics, num_clips, s, renderer)
     generator = torch.Generator("cpu").manual_seed(s.seed)
     storyboard = Storyboard(prompt=prompt, fps=s.fps, seconds=total_frames / s.fps)
 
     started = time.perf_counter()
-    if start is None:
-        num_clips = len(clip_starts(renderer, total_frames))
-        check_dynamics(dynamics, num_clips, s, renderer)
-        session = open_session(world_model, s)
-        session.start(prompt, image)
-        context, observation, written, first = None, None, 0, 0
-        if image is not None:  # image-to-video: the encoded image is the first clip's context
-            context = renderer.encode(from_uint8_thwc(image[None])[None].to(device))
-    else:
-        session, last, written, first = start.session, start.last, start.written, len(start.clips)
-        storyboard.clips = list(start.clips)
-        context, observation = last.context.to(device), last.key_frames
-        generator.set_state(last.rng)
-        # A longer video than the saved one: the rest of the saved last clip (cut to the old duration) comes first.
-        more = max(0, min(len(last.frames) - last.video_frames, total_frames - written))
-        num_clips = len(clip_starts(renderer, total_frames, storyboard.clips, written + more, s.fps))
-        check_dynamics(dynamics, num_clips, s, renderer)
-        if more:
-            write(last.frames[last.video_frames:last.video_frames + more])
-            written += more
-            storyboard.clips[-1] = record = replace(last.record, end=written / s.fps)
-            if on_clip is not None:
-                on_clip(replace(last, record=record, video_frames=last.video_frames + more))
+    session = open_session(world_model, s)
+    session.start(prompt, image)
+    context, observation, written = None, None, 0
     timings["world_model"] = timings.get("world_model", 0.0) + time.perf_counter() - started
 
     # leave=False: the bar goes when the video is done, and the caller's one line says what was made
-    bar = tqdm(total=num_clips, initial=first, desc="clips", unit="clip", disable=not progress, leave=False)
-    for t in range(first, num_clips):
+    bar = tqdm(total=num_clips, desc="clips", unit="clip", disable=not progress, leave=False)
+    for t in range(num_clips):
         # 1. Observe o_{t-1}, then the dynamics d_{t-1} (given or predicted); then the state s_t.
         tick = time.perf_counter()
         if t == 0:
             text, predicted = prompt, False
         else:
             session.observe(observation)
-            given = dynamics[t - 1] if t - 1 < len(dynamics) and dynamics[t - 1] else None
+            planned = dynamics[t - 1] if t - 1 < len(dynamics) and dynamics[t - 1] else None
+            given = source.given(t, planned)
             text = session.act(given, do_sample=s.do_sample, temperature=s.temperature, generator=generator)
             predicted = given is None
+            source.check(t, text)
         state = session.read_state()[None]  # (1, Q, D)
         timings["world_model"] += time.perf_counter() - tick
         bar.set_postfix_str(text[:40], refresh=False)
 
-        # 2. Film o_t from s_t, with the previous clip's last latent frames as context.
-        new = renderer.config.clip_latent_frames + (1 if context is None else 0)
-        latents, frames = renderer.film(state, context, new, s.height, s.width, s.num_inference_steps,
-                                        s.guidance_scale, generator=generator, timings=timings)
-        clip = to_uint8_thwc(frames[0])
-        context = latents[:, :, -renderer.config.context_latent_frames:]
+        # 2. Clip o_t: filmed from s_t after the previous clip's context (or replayed, or read from a video).
+        clip = source.clip(t, state, context, generator, timings)
+        if clip.rng is not None:
+            generator.set_state(clip.rng)
+        context, observation = clip.context, clip.key_frames
 
-        # 3. Stitch: the image itself opens an image-to-video; cut the last clip to the exact length.
+        # 3. Stitch: cut the last clip to the exact length; save it and report it unless it is a replayed clip
+        # the saved video already holds whole.
         tick = time.perf_counter()
-        full = clip if not (t == 0 and image is not None) else np.concatenate([image[None], clip])
-        out = full[: total_frames - written]
+        out = clip.frames[: total_frames - written]
         write(out)
-        record = ClipRecord(t, written / s.fps, (written + len(out)) / s.fps, text, predicted)
+        record = ClipRecord(t, written / s.fps, (written + len(out)) / s.fps, text, predicted, clip.source)
         written += len(out)
         storyboard.clips.append(record)
-        observation = key_frames(clip, world_model.config.key_frames)
-        path = None
-        if on_clip is not None:
-            path = on_clip(ClipStep(record, full, len(out), observation, context.detach().cpu(), generator.get_state()))
+        if clip.kept != len(out):
+            step = ClipStep(record, clip.frames, len(out), observation, context.detach().cpu(), generator.get_state())
+            path = on_clip(step) if on_clip is not None else None
+            if callback is not None:
+                callback(ClipEvent(t, num_clips, out[clip.kept or 0:], record, path, state[0]))
         timings["write"] = timings.get("write", 0.0) + time.perf_counter() - tick
-        if callback is not None:
-            callback(ClipEvent(t, num_clips, out, record, path, state[0]))
         bar.update(1)
     bar.close()
     timings["total"] = time.perf_counter() - started
@@ -298,4 +178,4 @@ def check_dynamics(dynamics: list, num_clips: int, s: RolloutSettings, renderer:
     """A video of `num_clips` clips has num_clips - 1 transitions to drive."""
     if len(dynamics) > num_clips - 1:
         raise OwlError(f"{len(dynamics)} dynamics given but a {s.seconds:g} s video has only {num_clips - 1} clip "
-                       f"transitions ({num_clips} clips of {renderer.frames_per_clip(False) / s.fps:g} s)")
+                       f"transitions ({num_clips} clips of {renderer.grid.clip_seconds(s.fps):g} s)")

@@ -24,11 +24,11 @@ every tensor file must match the SHA-256 recorded when it was written (flipped b
 its frames the session's height x width. Format 1 sessions recorded no checksums: their files are read
 unverified.
 
-The LMM's KV cache is not saved (it is large and tied to library versions): `replay` runs a fresh `WorldSession`
-through the same calls, in the same order and the same chunks, as the loop did (start(prompt, image), then per
-clip t: observe(O_{t-1}), act(d_{t-1}), read_state()), so the cache and the states read from it are the same
-numbers. Given dynamics are fed as text; predicted ones are generated again from the same history with the
-generator set to the state it had then (the rng saved with clip t-1), and must come out as recorded, or the
+The LMM's KV cache is not saved (it is large and tied to library versions): `replay` gives the loop a clip source
+(`owl.clip_sources.Replay`) that hands it the saved clips, so a fresh `WorldSession` is run by the same loop through
+the same calls, in the same order and the same chunks, as the first time, and the cache and the states read from it
+are the same numbers. Given dynamics are fed as text; predicted ones are generated again from the same history with
+the generator set to the state it had then (the rng saved with clip t-1), and must come out as recorded, or the
 session was made by another model.
 
 Frames are kept raw (H x W x 3 bytes each) so a resumed video is bit-identical to an uninterrupted one; a
@@ -51,10 +51,9 @@ import numpy as np
 import torch
 
 from owl.errors import OwlError
-from owl.renderer import Renderer, from_uint8_thwc
-from owl.rollout import ClipRecord, ClipStep, LoopStart, RolloutSettings, key_frames, open_session
+from owl.clip_sources import Replay
+from owl.rollout import ClipRecord, ClipStep, RolloutSettings
 from owl.video_io import VideoWriter, write_bytes_atomic
-from owl.world_model import WorldModel
 
 FORMAT = 2  # 2 added the SHA-256 of each tensor file
 READS = (1, 2)  # format 1 sessions (no checksums) still open
@@ -299,32 +298,11 @@ class SessionFolder:
 
     # --- rebuilding the world session -----------------------------------------------------------------------
 
-    def replay(self, world_model: WorldModel, upto: int | None = None) -> LoopStart:
-        """A fresh world session run through clips 0..upto (default: all saved), ready for clip upto + 1."""
-        records = self.records
-        upto = len(records) - 1 if upto is None else upto
-        if not 0 <= upto < len(records):
-            raise OwlError(f"session {str(self.path)!r} has clips 0..{len(records) - 1}, not clip {upto}")
-        s = self.settings
-        session = open_session(world_model, s)
-        session.start(self.prompt, self.image())
-        steps = [self.load_clip(0)]
-        session.read_state()
-        generator = torch.Generator("cpu")
-        for t in range(1, upto + 1):
-            record, previous = records[t], steps[-1]
-            session.observe(previous.key_frames)
-            generator.set_state(previous.rng)
-            text = session.act(None if record.predicted else record.dynamics, do_sample=s.do_sample,
-                               temperature=s.temperature, generator=generator)
-            if text != record.dynamics:
-                raise OwlError(f"session {str(self.path)!r} does not replay with this model: clip {t}'s dynamics "
-                               f"came out {text!r}, the session recorded {record.dynamics!r}; use the session's own "
-                               f"model ({_describe_model(self.model)})")
-            session.read_state()
-            steps.append(self.load_clip(t))
-        written = sum(c["video_frames"] for c in self.meta["clips"][: upto + 1])
-        return LoopStart(session, records[: upto + 1], steps[-1], written)
+    def replay(self, then, upto: int | None = None) -> Replay:
+        """The clip source that carries this session on through `owl.rollout.rollout`: clips 0..upto (default:
+        all saved) replayed, the world model reading them exactly as it did, then the clips of `then`."""
+        upto = len(self.meta["clips"]) - 1 if upto is None else upto
+        return Replay(self, upto, then, _describe_model(self.model))
 
 
 class PartialVideo:
@@ -353,48 +331,6 @@ class PartialVideo:
 
     def remove(self) -> None:
         self.path.unlink(missing_ok=True)
-
-
-def observe_video(world_model: WorldModel, renderer: Renderer, folder: SessionFolder, frames_thwc: np.ndarray,
-                  settings: RolloutSettings, prompt: str) -> LoopStart:
-    """Read an existing video into a new session as clips O_0..O_k (video extension, Owl-1 §3).
-
-    The video is cut on the rollout's clip grid; each clip is observed and the world model predicts the dynamics
-    between clips, exactly as in the loop (so the session replays like any other). Each clip's context latents are
-    its tail frames encoded by the renderer's VAE: the only place Owl goes from pixels back to latents.
-    """
-    first, rest = renderer.frames_per_clip(True), renderer.frames_per_clip(False)
-    bounds, position = [], 0
-    while position < len(frames_thwc):
-        size = first if not bounds else rest
-        bounds.append((position, min(position + size, len(frames_thwc))))
-        position += size
-    device = renderer.projector.null_state.device
-    generator = torch.Generator("cpu").manual_seed(settings.seed)
-    session = open_session(world_model, settings)
-    session.start(prompt, None)
-    clips, observation, step = [], None, None
-    tail = 1 + 4 * renderer.config.clip_latent_frames  # frames of one latent clip: 1 + 4n
-    for t, (a, b) in enumerate(bounds):
-        if t == 0:
-            text, predicted = prompt, False
-        else:
-            session.observe(observation)
-            text, predicted = session.act(None, do_sample=settings.do_sample, temperature=settings.temperature,
-                                          generator=generator), True
-        session.read_state()
-        clip = frames_thwc[a:b]
-        start = max(0, b - tail)
-        start += (b - start - 1) % renderer.temporal_scale  # the VAE takes 1 + 4m frames
-        with torch.no_grad():
-            latents = renderer.encode(from_uint8_thwc(frames_thwc[start:b])[None].to(device))
-        context = latents[:, :, -renderer.config.context_latent_frames:].cpu()
-        observation = key_frames(clip, world_model.config.key_frames)
-        record = ClipRecord(t, a / settings.fps, b / settings.fps, text, predicted, source="video")
-        step = ClipStep(record, clip, len(clip), observation, context, generator.get_state())
-        folder.save_clip(step)
-        clips.append(record)
-    return LoopStart(session, clips, step, len(frames_thwc))
 
 
 # --- helpers of this file ------------------------------------------------------------------------------------

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 from owl import OwlPipeline
-from owl.rollout import plan_clips
 
 
 @pytest.mark.parametrize("seconds", [2, 8, 24])
@@ -17,7 +16,7 @@ def test_loop_yields_expected_clips_and_frames(tiny_pipe, seconds):
     out = tiny_pipe("a red ball rolls left", seconds=seconds, progress=False, callback=events.append)
     per_clip = tiny_pipe.renderer.frames_per_clip(False) / fps  # 2 s clips in the tiny preset
     expected_clips = max(1, int(np.ceil((seconds * fps - 1) / (per_clip * fps))))
-    assert len(out.storyboard.clips) == len(events) == expected_clips == plan_clips(tiny_pipe.renderer, seconds, fps)[0]
+    assert len(out.storyboard.clips) == len(events) == expected_clips == tiny_pipe.renderer.grid.count(tiny_pipe.renderer.grid.total_frames(seconds, fps))
     assert out.frames.shape == (seconds * fps, 64, 64, 3) and out.num_frames == seconds * fps
     assert sum(len(e.frames) for e in events) == seconds * fps
     clips = out.storyboard.clips
@@ -93,7 +92,6 @@ def test_history_bound_reaches_the_world_session(tiny_pipe, monkeypatch, tmp_pat
     """max_observations / max_steps bound the rollout's world session, are saved with its session, and a
     resumed bounded rollout replays the same bound."""
     import owl.rollout
-    import owl.session
     from owl.session import SessionFolder, session_path
 
     opened = []
@@ -103,8 +101,7 @@ def test_history_bound_reaches_the_world_session(tiny_pipe, monkeypatch, tmp_pat
         return opened[-1]
 
     original = owl.rollout.open_session
-    monkeypatch.setattr(owl.rollout, "open_session", spy)
-    monkeypatch.setattr(owl.session, "open_session", spy)
+    monkeypatch.setattr(owl.rollout, "open_session", spy)  # the one loop, whoever drives it, opens it there
     out = tmp_path / "bounded.mp4"
     bounded = tiny_pipe("a red ball rolls left", seconds=24, progress=False, max_observations=1, max_steps=2,
                         output=out, session=session_path(out))

@@ -21,14 +21,16 @@ import sys
 from pathlib import Path
 
 from owl.errors import OwlError
+from owl.settings import add_setting_flags, check_setting_flags, given_setting_flags, setting_values
+
+# the rollout settings `eval shapes` films with (owl.settings makes their flags, help and defaults)
+EVAL_SETTINGS = ("memory", "seed", "num_inference_steps", "guidance_scale", "max_observations")
 
 
 def _shapes(args: argparse.Namespace) -> int:
     from owl.eval.shapes import evaluate_shapes, format_table
 
-    filming = [flag for flag, value in (("--memory", args.memory), ("--steps", args.steps),
-                                        ("--guidance", args.guidance), ("--seed", args.seed),
-                                        ("--max-observations", args.max_observations)) if value is not None]
+    filming = given_setting_flags(args, EVAL_SETTINGS)
     if args.probe:
         return _probe(args, filming)
     if args.probe_train is not None and (args.ground_truth or args.reconstruct):
@@ -41,10 +43,10 @@ def _shapes(args: argparse.Namespace) -> int:
                        f"drop {' '.join(filming)}")
     if not args.ground_truth and args.model is None:
         raise OwlError("give --model DIR (a saved Owl pipeline), or --ground-truth to measure the real videos")
-    from owl.cli import check_setting_options, pick_device
+    from owl.cli import pick_device
     from owl.pipeline import check_model_folder
 
-    check_setting_options(args)  # the rollout settings, the device and the model folder: before anything loads
+    check_setting_flags(args)  # the rollout settings, the device and the model folder: before anything loads
     device = pick_device(args.device)
     if args.model is not None:
         check_model_folder(args.model)
@@ -52,10 +54,12 @@ def _shapes(args: argparse.Namespace) -> int:
     _check_out(out)
     if args.probe_train is not None:  # before the model loads
         _check_scenarios(args.probe_train)
+    settings = setting_values(args, EVAL_SETTINGS)  # the flags given, else the API's defaults
     report = evaluate_shapes(args.scenarios, args.model, ground_truth=args.ground_truth,
-                             reconstruct_only=args.reconstruct, memory=args.memory or "full", seed=args.seed or 0,
-                             limit=args.limit, steps=args.steps, guidance_scale=args.guidance,
-                             device=device, max_observations=args.max_observations,
+                             reconstruct_only=args.reconstruct, memory=settings["memory"], seed=settings["seed"],
+                             limit=args.limit, steps=settings["num_inference_steps"],
+                             guidance_scale=settings["guidance_scale"], device=device,
+                             max_observations=settings["max_observations"],
                              log=lambda line: print(line, file=sys.stderr, flush=True), probe_train=args.probe_train)
     print(format_table(report))
     _write_report(out, report)
@@ -114,7 +118,7 @@ def _write_report(out: Path | None, report: dict) -> None:
         print(f"wrote {out}")
 
 
-def _positive_int(text: str) -> int:
+def _positive_int(text: str) -> int:  # --limit (the rollout settings are checked by owl.settings)
     try:
         value = int(text)
     except ValueError:
@@ -149,17 +153,10 @@ def add_eval_commands(subparsers) -> argparse.ArgumentParser:
     shapes.add_argument("--probe-train", metavar="DIR",
                         help="the scenarios/ folder of the model's training data, to fit the memory probe on; with a "
                              "model's rollouts (no --probe), the probe also reads the states of each rollout")
-    shapes.add_argument("--memory", choices=("full", "last"),
-                        help="full (default): the world state; last: the last-clip + caption baseline")
     shapes.add_argument("--out", help="write the report (per scenario and aggregate) to this JSON file")
-    shapes.add_argument("--seed", type=int, help="generation seed, the same for every scenario (default 0)")
     shapes.add_argument("--limit", type=_positive_int, help="evaluate only the first N scenarios (in name order)")
-    shapes.add_argument("--steps", type=_positive_int, help="denoising steps per clip (default: the model's)")
-    shapes.add_argument("--guidance", type=float, metavar="X",
-                        help="classifier-free guidance scale, >= 1 (default: the model's)")
-    shapes.add_argument("--max-observations", type=_positive_int, metavar="K",
-                        help="bound the world model's history to the key frames of the last K clips (default: all)")
     shapes.add_argument("--device", default="auto", help="cpu, cuda, cuda:N; auto: the GPU if any, else cpu")
+    add_setting_flags(shapes, EVAL_SETTINGS)  # --seed: the same for every scenario
     shapes.set_defaults(func=_shapes)
     return evaluate
 

@@ -56,10 +56,8 @@ class ProbeCase:
 def clip_grid(renderer, scenario: Scenario) -> list[int]:
     """The first frame of each clip of the scenario's video on the renderer's grid (image-to-video: clip 0 holds the
     first frame and the clip filmed after it)."""
-    from owl.rollout import clip_starts, plan_clips
-
-    _, total = plan_clips(renderer, scenario.seconds, scenario.fps)
-    return clip_starts(renderer, total)
+    grid = renderer.grid
+    return grid.starts(grid.total_frames(scenario.seconds, scenario.fps))
 
 
 def away_cases(scenario: Scenario, truth: ShapesTruth, starts: list[int]) -> list[ProbeCase]:
@@ -96,21 +94,21 @@ def away_cases(scenario: Scenario, truth: ShapesTruth, starts: list[int]) -> lis
 def video_states(world_model, renderer, scenario: Scenario, frames: np.ndarray, memory: str) -> list[torch.Tensor]:
     """s_0, s_1, ... read in loop order while the world model watches `frames` (T, H, W, 3) uint8 (the scenario's
     video, whose first frame is the given image) on the loop's clip grid, with the scenario's scripted dynamics:
-    each (Q * D,) float32 on the CPU. On a rollout's own frames these are the states the rollout read."""
-    from owl.rollout import key_frames
+    each (Q * D,) float32 on the CPU. The loop itself reads them, its clips taken from the video
+    (`owl.clip_sources.FromVideo`), so on a rollout's own frames these are the states the rollout read."""
+    from owl.clip_sources import FromVideo
+    from owl.rollout import RolloutSettings, rollout
 
     starts = clip_grid(renderer, scenario)
     dynamics = scenario_dynamics(scenario, [s / scenario.fps for s in starts[1:]])
-    bounds = list(zip(starts, starts[1:] + [len(frames)]))
-    session = world_model.session(memory=memory)
-    session.start(scenario.prompt, frames[0])
+    cfg = renderer.config
+    settings = RolloutSettings(seconds=len(frames) / scenario.fps, fps=scenario.fps, height=frames.shape[1],
+                               width=frames.shape[2], num_inference_steps=cfg.num_inference_steps,
+                               guidance_scale=cfg.guidance_scale, memory=memory)
     states = []
-    for t, (a, b) in enumerate(bounds):
-        if t > 0:
-            previous = frames[max(bounds[t - 1][0], 1) : bounds[t - 1][1]]  # the first frame is the given image
-            session.observe(key_frames(previous, world_model.config.key_frames))
-            session.act(dynamics[t - 1])
-        states.append(session.read_state().float().flatten().cpu())
+    source = FromVideo(frames, renderer, world_model.config.key_frames, image_first=True)
+    rollout(world_model, renderer, scenario.prompt, settings, lambda clip: None, image=frames[0], dynamics=dynamics,
+            progress=False, source=source, callback=lambda event: states.append(event.state.float().flatten().cpu()))
     return states
 
 

@@ -144,12 +144,8 @@ def generate(pipe, scenario: Scenario, memory: str = "full", seed: int = 0, step
              max_observations: int | None = None, guidance_scale: float | None = None, states: list | None = None):
     """Film one scenario with an OwlPipeline: ((T, H, W, 3) uint8 frames, the storyboard). `states`, a list, receives
     each clip's world state s_t."""
-    from owl.rollout import plan_clips
-
-    renderer = pipe.renderer
-    num_clips, _ = plan_clips(renderer, scenario.seconds, scenario.fps)
-    first, rest = renderer.frames_per_clip(True), renderer.frames_per_clip(False)
-    starts = [(first + i * rest) / scenario.fps for i in range(num_clips - 1)]
+    grid = pipe.renderer.grid
+    starts = [start / scenario.fps for start in grid.starts(grid.total_frames(scenario.seconds, scenario.fps))[1:]]
     out = pipe(scenario.prompt, image=scenario.first_frame, seconds=scenario.seconds, fps=scenario.fps,
                height=scenario.size[0], width=scenario.size[1], dynamics=scenario_dynamics(scenario, starts),
                seed=seed, num_inference_steps=steps, guidance_scale=guidance_scale, memory=memory, progress=False,
@@ -172,7 +168,7 @@ def reconstruct(pipe, scenario: Scenario) -> np.ndarray:
     pad = (1 - len(frames)) % renderer.temporal_scale  # the causal VAE takes 1 + 4k frames
     padded = np.concatenate([frames, np.repeat(frames[-1:], pad, axis=0)])
     with torch.no_grad():
-        latents = renderer.encode(from_uint8_thwc(padded)[None].to(renderer.projector.null_state.device))
+        latents = renderer.encode(from_uint8_thwc(padded)[None].to(renderer.device))
         clips = [renderer.decode_clip(latents[:, :, : n + 1], 0)]  # the opening clip: no context
         for start in range(n + 1, latents.shape[2], n):  # (1, C, c + n, h, w) windows, context first
             clips.append(renderer.decode_clip(latents[:, :, start - c : start + n], c))
