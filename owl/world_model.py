@@ -44,6 +44,17 @@ class Segment:
     span: int  # how far the next segment's positions start after this one's
 
 
+@dataclass
+class Span:
+    """Where a piece of a laid-out sequence sits: tokens start..end of one kind ("context", "state",
+    "observation", "dynamics") at loop step `step` (the step whose state follows it)."""
+
+    kind: str
+    step: int
+    start: int
+    end: int
+
+
 def _text_positions(length: int, device) -> torch.Tensor:
     return torch.arange(length, device=device).expand(3, length)
 
@@ -108,9 +119,13 @@ class WorldModel(nn.Module):
     def text_ids(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
+    def dynamics_ids(self, text: str) -> list[int]:
+        """The token ids of D_t: the dynamics text closed by the end token."""
+        return self.text_ids(" " + text.strip()) + [self.dynamics_end_id]
+
     def dynamics_segment(self, text: str) -> Segment:
         """D_t: the dynamics text closed by the end token."""
-        return self.embed_ids(self.text_ids(" " + text.strip()) + [self.dynamics_end_id])
+        return self.embed_ids(self.dynamics_ids(text))
 
     def query_segment(self) -> Segment:
         """S_t: the Q state queries, on ordinary text positions."""
@@ -178,6 +193,36 @@ class WorldModel(nn.Module):
     def observation_segments(self, clip_thwc: np.ndarray) -> list[Segment]:
         """O_t: the key frames of a clip, one segment each."""
         return self.frame_segments(self.key_frames(clip_thwc))
+
+    def opening_segments(self, prompt: str, image: list[Segment]) -> list[Segment]:
+        """The opening context: the prompt text (if any), then the first image's segment (if any)."""
+        return ([self.embed_ids(self.text_ids(prompt))] if prompt.strip() else []) + list(image)
+
+    def loop_segments(self, prompt: str, image: list[Segment], observations: list[list[Segment]],
+                      dynamics: list[str]) -> tuple[list[Segment], list[Span]]:
+        """The sequence of T loop steps, `[prompt, image?] S_0 O_0 D_0 S_1 ... O_{T-2} D_{T-2} S_{T-1}`, laid
+        out from the same pieces, in the same order, as a `WorldSession` feeds them (full memory): the world
+        stage trains on this, and a test pins its states to those the session reads.
+
+        image: the first image's segments ([] without one); observations: O_0 .. O_{T-2}, each a list of frame
+        segments; dynamics: the texts D_0 .. D_{T-2}. Returns the segments and each piece's `Span`.
+        """
+        segments, spans, length = [], [], 0
+
+        def put(kind: str, step: int, pieces: list[Segment]) -> None:
+            nonlocal length
+            size = sum(p.embeds.shape[0] for p in pieces)
+            segments.extend(pieces)
+            spans.append(Span(kind, step, length, length + size))
+            length += size
+
+        put("context", 0, self.opening_segments(prompt, image))
+        for t in range(len(dynamics) + 1):
+            if t:
+                put("observation", t, observations[t - 1])
+                put("dynamics", t, [self.dynamics_segment(dynamics[t - 1])])
+            put("state", t, [self.query_segment()])
+        return segments, spans
 
     # --- running the LMM ------------------------------------------------------------------------------------
 
@@ -378,9 +423,8 @@ class WorldSession:
     @torch.no_grad()
     def start(self, prompt: str, image_hwc: np.ndarray | None = None) -> None:
         """The opening context: the prompt text, then the first image if there is one."""
-        segments = [self.wm.embed_ids(self.wm.text_ids(prompt))] if prompt.strip() else []
-        if image_hwc is not None:
-            segments += self.wm.frame_segments(image_hwc[None])
+        image = [] if image_hwc is None else self.wm.frame_segments(image_hwc[None])
+        segments = self.wm.opening_segments(prompt, image)
         if segments:
             self._feed(segments, "context")
 

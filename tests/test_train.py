@@ -267,7 +267,9 @@ def test_first_clips_are_trained_as_image_to_video():
                           ["the red a", "", "the blue c"])  # clip 1 has no state sentence: its caption stands
     gen = generate.Clips([video], n)
     assert [gen[i]["has_context"] for i in range(clips)] == [True, True, False]  # clip 2 opens a new scene
-    seq = world.Sequences([video], n, 2, lambda clip: clip[-2:])
+    from owl.clip_grid import ClipGrid
+
+    seq = world.Sequences([video], ClipGrid(n, 1), 2, lambda clip: clip[-2:])
     first, later = seq[0], seq[1]
     assert first["has_context"].tolist() == [True, True] and np.array_equal(first["first_frame"], frames[0])
     assert later["has_context"].tolist() == [False, False] and later["first_frame"].size == 0
@@ -378,7 +380,7 @@ def test_words_from_state_names_what_the_caption_leaves_out(shapes):
 
     pipe = OwlPipeline.from_preset("tiny", seed=0)
     videos = prepare_videos(shapes, pipe.renderer, latents=True)
-    sequences = world.Sequences(videos, pipe.renderer.config.clip_latent_frames, 2, pipe.world_model.key_frames)
+    sequences = world.Sequences(videos, pipe.renderer.grid, 2, pipe.world_model.key_frames)
     samples = [sequences[i] for i in range(len(sequences))]
     sample = next(s for s in samples if s["states"] != s["captions"][:2])  # "the square turns red." in full
     assert any("the square" in c for c in sample["captions"]) and not any("the square" in s for s in sample["states"])

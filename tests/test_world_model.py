@@ -149,3 +149,40 @@ def test_bounded_history_stays_within_its_bound(tiny_pipe):
         assert len({b.step for b in session.blocks if b.kind != "context"}) <= 3
         assert session.cache.get_seq_length() == session.num_tokens
     assert max(sizes[4:]) == min(sizes[4:])  # flat once the window is full
+
+
+def test_world_stage_trains_on_the_states_the_loop_reads(tiny_pipe, monkeypatch):
+    """The world stage's teacher-forced sequence (`WorldModel.loop_segments`, run as one batch) gives each s_t
+    the same numbers as the loop's cached `WorldSession` fed the same prompt, image, observations and dynamics:
+    what is trained is what generation reads."""
+    from owl.clip_grid import ClipGrid
+    from owl.data.collate import collate
+    from owl.train import world
+    from owl.train.data import PreparedVideo
+    from owl.train.common import WorldConfig
+
+    wm, renderer = tiny_pipe.world_model, tiny_pipe.renderer
+    n, clips = renderer.config.clip_latent_frames, 3
+    grid = ClipGrid(n, 1, renderer.temporal_scale)
+    frames = np.random.default_rng(5).integers(0, 256, (grid.bounds(clips - 1)[1], 64, 64, 3), dtype=np.uint8)
+    latents = torch.randn(renderer.vae.config.z_dim, 1 + n * clips, 8, 8)
+    captions = ["a red ball rolls left.", "the ball stops.", "a blue square enters."]
+    video = PreparedVideo("v", frames, latents, captions, [True, False, False], captions)
+    sample = world.Sequences([video], grid, clips, wm.key_frames)[0]  # from the video's start: image-to-video
+
+    trained = []
+    monkeypatch.setattr(world, "condition", lambda projector, states, *args: trained.append(states) or
+                        projector(states))
+    loss = world.WorldLoss(tiny_pipe, WorldConfig(data="unused", clips_per_sample=clips))
+    with torch.no_grad():
+        loss(collate([sample]), torch.Generator().manual_seed(0))
+
+    session = wm.session()
+    session.start(captions[0], frames[0])
+    read = [session.read_state()]
+    for t in range(1, clips):
+        session.observe(sample["key_frames"][t - 1].numpy())
+        session.act(captions[t])
+        read.append(session.read_state())
+    assert trained[0].shape == (clips, wm.config.num_queries, wm.hidden_size)
+    torch.testing.assert_close(trained[0], torch.stack(read), rtol=1e-4, atol=1e-4)

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from owl.clip_grid import ClipGrid
 from owl.errors import OwlError, OwlWarning
 
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".mov", ".avi")
@@ -48,10 +49,10 @@ class PreparedVideo:
         return len(self.captions)
 
 
-def clip_frames(video: PreparedVideo, t: int, n: int) -> np.ndarray:
-    """Pixel frames of clip t (T, H, W, 3)."""
-    start = 0 if t == 0 else 4 * n * t + 1
-    return video.frames[start : 4 * n * (t + 1) + 1]
+def clip_frames(video: PreparedVideo, t: int, grid: ClipGrid) -> np.ndarray:
+    """Pixel frames of clip t (T, H, W, 3) on the model's clip grid."""
+    start, end = grid.bounds(t)
+    return video.frames[start:end]
 
 
 def clip_window(video: PreparedVideo, t: int, n: int) -> torch.Tensor:
@@ -86,8 +87,7 @@ def _cached_latents(file: Path, frames: np.ndarray, renderer, length: int) -> to
         z = load_file(file)["latents"]
         if z.shape[1] == length:
             return z
-    device = renderer.projector.null_state.device
-    z = renderer.encode(from_uint8_thwc(frames)[None].to(device))[0].cpu()
+    z = renderer.encode(from_uint8_thwc(frames)[None].to(renderer.device))[0].cpu()
     file.parent.mkdir(parents=True, exist_ok=True)
     tmp = temporary_path(file)
     save_file({"latents": z.contiguous()}, tmp)
@@ -137,8 +137,8 @@ def prepare_videos(captions_path: Path, renderer, *, latents: bool, max_videos: 
     if is_clip_table(captions_path):
         return prepare_clip_table(captions_path, renderer, latents=latents, max_videos=max_videos,
                                   skip_invalid=skip_invalid)
-    n = cfg.clip_latent_frames
-    clip_seconds = 4 * n / cfg.fps
+    n, grid = cfg.clip_latent_frames, renderer.grid
+    clip_seconds = grid.clip_seconds(cfg.fps)
     bad = BadEntries(str(captions_path))
     videos = load_captions(captions_path, bad)
     root = captions_path if captions_path.is_dir() else captions_path.parent
@@ -156,13 +156,13 @@ def prepare_videos(captions_path: Path, renderer, *, latents: bool, max_videos: 
     prepared, short = [], 0
     for video, path in found:
         frames, _ = read_video(path, cfg.fps, size=(cfg.height, cfg.width))
-        if len(frames) % (4 * n) == 0:  # a whole number of seconds is one frame short of the grid: repeat the last
+        if len(frames) % grid.rest == 0:  # a whole number of seconds is one frame short of the grid: repeat the last
             frames = np.concatenate([frames, frames[-1:]])
-        num_clips = (len(frames) - 1) // (4 * n)
+        num_clips = (len(frames) - 1) // grid.rest  # whole clips only
         if num_clips < 1:
             short += 1
             continue
-        frames = frames[: 1 + 4 * n * num_clips]
+        frames = frames[: grid.bounds(num_clips - 1)[1]]
         chosen = clip_captions([[s.start, s.end] for s in video.segments], num_clips, clip_seconds)
         texts, states, last = [], [], None
         for index in chosen:  # an uncaptioned clip keeps the last caption: its world has not changed

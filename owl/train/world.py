@@ -42,8 +42,9 @@ WORDS_FROM = ("caption", "state", "history")
 class Sequences(torch.utils.data.Dataset):
     """Windows of T consecutive clips, starting at every clip that leaves T clips."""
 
-    def __init__(self, videos, n: int, clips: int, key_frames):
-        self.videos, self.n, self.clips, self.key_frames = videos, n, clips, key_frames
+    def __init__(self, videos, grid, clips: int, key_frames):
+        self.videos, self.grid, self.n, self.clips = videos, grid, grid.clip_latent_frames, clips
+        self.key_frames = key_frames
         self.items = [(v, s) for v, video in enumerate(videos) for s in range(video.num_clips - clips + 1)]
         if not self.items:
             raise OwlError(f"no video holds clips_per_sample={clips} clips; lower it or use longer videos")
@@ -56,7 +57,7 @@ class Sequences(torch.utils.data.Dataset):
         video, ts = self.videos[v], range(s, s + self.clips)
         return {
             "latents": torch.stack([clip_window(video, t, self.n) for t in ts]),  # (T, C, n + 1, h, w)
-            "key_frames": torch.from_numpy(np.stack([self.key_frames(clip_frames(video, t, self.n)) for t in ts])),
+            "key_frames": torch.from_numpy(np.stack([self.key_frames(clip_frames(video, t, self.grid)) for t in ts])),
             "captions": [video.captions[t] for t in ts] + [video.captions[min(s + self.clips, video.num_clips - 1)]],
             "states": [video.state(t) for t in ts],
             # a sample from the video's start opens image-to-video: its first frame is the first clip's context
@@ -84,34 +85,26 @@ class WorldLoss(nn.Module):
         wm, cfg = self.world_model, self.cfg
         latents = batch["latents"]  # (B, T, C, n + 1, h, w)
         b, t_steps = latents.shape[:2]
-        key_frames = batch["key_frames"].numpy()  # (B, T, K, H, W, 3)
+        key_frames = batch["key_frames"].numpy()[:, : t_steps - 1]  # (B, T - 1, K, H, W, 3): O_0 .. O_{T-2}
         k = key_frames.shape[2]
         # one vision pass for all key frames, then the opening frames of image-to-video samples after them
         openings = [f for f in batch["first_frame"] if f.size]
         frames = wm.frame_segments(np.concatenate([key_frames.reshape(-1, *key_frames.shape[3:])] +
                                                   [f[None] for f in openings]))
-        opening = iter(frames[b * t_steps * k:])
+        opening = iter(frames[b * (t_steps - 1) * k:])
 
-        # 1. Lay out each sample's sequence, remembering where the states and the dynamics tokens sit.
+        # 1. Lay out each sample's sequence as the loop feeds it (`WorldModel.loop_segments`), remembering where
+        # the states and the dynamics tokens sit. O_{T-1} is left out: nothing after it is trained.
         sequences, state_at, dynamics = [], [], []  # dynamics: (sample, first position, token ids)
         for i in range(b):
             captions = batch["captions"][i]
-            segments = [wm.embed_ids(wm.text_ids(captions[0]))]
-            if batch["first_frame"][i].size:  # the opening of image-to-video, laid out as WorldSession.start does
-                segments.append(next(opening))
-            length = sum(segment.embeds.shape[0] for segment in segments)
-            for t in range(t_steps):
-                state_at.append((i, length))
-                segments.append(wm.query_segment())
-                length += wm.config.num_queries
-                for f in frames[(i * t_steps + t) * k : (i * t_steps + t + 1) * k]:
-                    segments.append(f)
-                    length += f.embeds.shape[0]
-                if t < t_steps - 1:
-                    ids = wm.text_ids(" " + captions[t + 1].strip()) + [wm.dynamics_end_id]
-                    segments.append(wm.embed_ids(ids))
-                    dynamics.append((i, length, ids))
-                    length += len(ids)
+            observations = [frames[(i * (t_steps - 1) + t) * k : (i * (t_steps - 1) + t + 1) * k] for t in range(t_steps - 1)]
+            image = [next(opening)] if batch["first_frame"][i].size else []
+            texts = captions[1:t_steps]  # D_t is the caption of clip t + 1: what happens next
+            segments, spans = wm.loop_segments(captions[0], image, observations, texts)
+            state_at += [(i, span.start) for span in spans if span.kind == "state"]
+            dynamics += [(i, span.start, wm.dynamics_ids(texts[span.step - 1])) for span in spans
+                         if span.kind == "dynamics"]
             sequences.append(segments)
         hidden = wm.run_batch(sequences)  # (B, L, D)
 
@@ -148,5 +141,5 @@ def main(cfg: WorldConfig, resume: bool = False, quiet: bool = False) -> Path:
     if cfg.transformer_lora_rank > 0:
         add_transformer_lora(pipe.renderer, cfg.transformer_lora_rank)
     videos = prepare_videos(data, pipe.renderer, latents=True, max_videos=cfg.max_videos, skip_invalid=cfg.skip_invalid)
-    dataset = Sequences(videos, pipe.renderer.config.clip_latent_frames, cfg.clips_per_sample, pipe.world_model.key_frames)
+    dataset = Sequences(videos, pipe.renderer.grid, cfg.clips_per_sample, pipe.world_model.key_frames)
     return train(cfg, "world", pipe, WorldLoss(pipe, cfg), dataset, collate, resume, quiet)
