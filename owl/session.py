@@ -55,8 +55,8 @@ from owl.clip_sources import Replay
 from owl.rollout import ClipRecord, ClipStep, RolloutSettings
 from owl.video_io import VideoWriter, write_bytes_atomic
 
-FORMAT = 2  # 2 added the SHA-256 of each tensor file
-READS = (1, 2)  # format 1 sessions (no checksums) still open
+FORMAT = 3  # 2 added the SHA-256 of each tensor file; 3: a history bound of null is the model's default, not "all"
+READS = (1, 2, 3)  # format 1 sessions (no checksums) still open
 SESSION_FILE = "session.json"
 
 
@@ -123,7 +123,7 @@ class SessionFolder:
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise OwlError(f"session {str(path)!r} is damaged: {SESSION_FILE} is not valid JSON") from exc
         _check_meta(meta, path)
-        _read_settings(meta["settings"], path)  # types and ranges, before any model loads
+        _read_settings(meta, path)  # types and ranges, before any model loads
         folder = cls(path, meta)
         for record in folder.records:
             if not folder._clip_file(record.index).is_file():
@@ -140,7 +140,7 @@ class SessionFolder:
 
     @property
     def settings(self) -> RolloutSettings:
-        return _read_settings(self.meta["settings"], self.path)
+        return _read_settings(self.meta, self.path)
 
     @property
     def dynamics(self) -> list[str | None]:
@@ -337,7 +337,7 @@ class PartialVideo:
 
 _SETTINGS_KEYS = {f.name for f in dataclasses.fields(RolloutSettings)}
 # settings added after the first sessions were written: an older session without them takes these
-_SETTINGS_DEFAULTS = {"max_observations": None, "max_steps": None}
+_SETTINGS_DEFAULTS = {"max_observations": 0, "max_steps": 0}  # keep all, as those sessions did
 _RECORD_KEYS = {f.name for f in dataclasses.fields(ClipRecord)}
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _TMP = re.compile(r"^\..+\.(\d+)\.tmp(\.[A-Za-z0-9]+)?$")
@@ -404,11 +404,14 @@ def _is_sha256(value) -> bool:
     return isinstance(value, str) and bool(_SHA256.fullmatch(value))
 
 
-def _read_settings(saved: dict, path: Path) -> RolloutSettings:
+def _read_settings(meta: dict, path: Path) -> RolloutSettings:
     """A session's `RolloutSettings` from session.json; OwlError naming the key when one cannot be taken.
 
     The types and ranges are RolloutSettings' own checks; only the keys (and older sessions' defaults) are the
-    session's."""
+    session's. Before format 3 a history bound of null meant "keep all", which is 0 now."""
+    saved = meta["settings"]
+    if meta["format"] < 3:
+        saved = {**saved, **{k: 0 for k in _SETTINGS_DEFAULTS if saved.get(k, None) is None}}
     where = f"session {str(path)!r} has bad settings in {SESSION_FILE}"
     unknown = sorted(set(saved) - _SETTINGS_KEYS)
     if unknown:

@@ -17,10 +17,12 @@ from dataclasses import MISSING, dataclass, field, fields
 from typing import Callable
 
 from owl.errors import OwlError
+from owl.memory import BOUND_RULE, valid_bound
+from owl.memory import MEMORIES as MEMORY_CLASSES
 
 
 MAX_SECONDS = 3600  # the longest video one rollout makes
-MEMORIES = ("full", "last")
+MEMORIES = tuple(MEMORY_CLASSES)  # the names of owl/memory.py
 DEFAULT_SECONDS = 8.0  # the duration when none is given: the API, `owl generate` and a batch row alike
 
 
@@ -52,9 +54,10 @@ class RolloutSettings:
     do_sample: bool = _flag("--sample", None, "sample the predicted dynamics texts (default: greedy)", False)
     temperature: float = _flag("--temperature", "T", "temperature of --sample", 1.0)
     max_observations: int | None = _flag("--max-observations", "K", "bound the world model's history: keep the key "
-                                         "frames of the last K clips (default: all)", None)
+                                         "frames of the last K clips, 0 for all (default: the clips that fit in a "
+                                         "quarter of the LMM's context)", None)
     max_steps: int | None = _flag("--max-steps", "M", "bound the world model's history: keep states and dynamics "
-                                  "of the last M steps (default: all)", None)
+                                  "of the last M steps, 0 for all (default: as --max-observations)", None)
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -81,8 +84,8 @@ _RULES: dict[str, tuple[Callable[[object], bool], str]] = {
     "seed": (lambda v: _integer(v) and 0 <= v < 2 ** 63, "an integer from 0 to 2**63 - 1"),
     "do_sample": (lambda v: isinstance(v, bool), "true or false"),
     "temperature": (lambda v: _number(v) and 0 < v <= 100, "a finite number > 0 and <= 100"),
-    "max_observations": (lambda v: v is None or (_integer(v) and v >= 1), "a positive integer (or None: keep all)"),
-    "max_steps": (lambda v: v is None or (_integer(v) and v >= 1), "a positive integer (or None: keep all)"),
+    "max_observations": (valid_bound, BOUND_RULE),
+    "max_steps": (valid_bound, BOUND_RULE),
 }
 
 

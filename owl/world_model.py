@@ -330,35 +330,35 @@ class Block:
         return self.embeds.shape[0]
 
 
-def check_history_bound(bound, name: str) -> int | None:
-    """A history bound is a positive integer, or None to keep everything."""
-    if bound is not None and (isinstance(bound, bool) or not isinstance(bound, int) or bound < 1):
-        raise OwlError(f"{name} must be a positive integer (or None: keep all), got {bound!r}")
-    return bound
-
-
 class WorldSession:
     """The interleaved history `[prompt, image?] S_0 O_0 D_0 S_1 ...` of one rollout, with its KV cache.
 
     Call in loop order: `start(prompt, image)`, then per step `read_state()`, `observe(clip)`, `act(text|None)`.
 
-    Bounded history (for flat cost per clip however long the video): `max_observations=K` keeps the visual
-    tokens of the last K observations only, `max_steps=M` keeps states and dynamics of the last M steps only;
-    the opening context always stays. The tokens that remain keep the rotary positions they were written with,
-    and the cache is recomputed over them after an eviction, so the states equal those of the retained history.
+    What the history keeps is its memory's choice (`owl.memory`): "full" (the world state: everything within
+    the bounds `max_observations=K`, `max_steps=M`; None is the default, what fits in a quarter of the LMM's
+    context; 0 keeps all), "last" (the last clip + caption baseline), or any `owl.memory.Memory`. The opening
+    context always stays; tokens that remain keep the rotary positions they were written with, and the cache is
+    recomputed over them after an eviction, so the states equal those of the retained history.
     """
 
-    def __init__(self, world_model: WorldModel, memory: str = "full", use_cache: bool = True,
+    def __init__(self, world_model: WorldModel, memory="full", use_cache: bool = True,
                  max_observations: int | None = None, max_steps: int | None = None):
-        if memory not in ("full", "last"):
-            raise OwlError(f"memory must be 'full' or 'last', got {memory!r}")
-        check_history_bound(max_observations, "max_observations")
-        check_history_bound(max_steps, "max_steps")
+        from owl.memory import BOUND_RULE, MEMORIES, valid_bound
+
+        for name, bound in (("max_observations", max_observations), ("max_steps", max_steps)):
+            if not valid_bound(bound):
+                raise OwlError(f"{name} must be {BOUND_RULE}, got {bound!r}")
+        if isinstance(memory, str):
+            if memory not in MEMORIES:
+                raise OwlError(f"memory must be {' or '.join(map(repr, MEMORIES))}, got {memory!r}")
+            text = world_model.vlm.config.get_text_config()
+            context = getattr(text, "max_position_embeddings", None) or 32768
+            step_overhead = world_model.config.num_queries + world_model.config.max_dynamics_tokens + 1
+            memory = MEMORIES[memory](max_observations, max_steps, budget=context // 4, step_overhead=step_overhead)
         self.wm = world_model
         self.memory = memory
         self.use_cache = use_cache
-        self.max_observations = max_observations
-        self.max_steps = max_steps
         self.step = 0  # the loop step: every read_state() after the first opens a new one
         self._states_read = 0
         self._reset()
@@ -396,22 +396,16 @@ class WorldSession:
         return hidden
 
     def _evict(self) -> None:
-        """Drop what falls outside the bounds, then recompute the KV cache of what is kept.
+        """Keep what the memory keeps, then recompute the KV cache of what is kept.
 
         Recomputing (not just cutting the evicted entries out of the cache) keeps the result exactly that of the
         retained history: a cached token's keys in deeper layers carry what it attended to, evicted tokens
         included. The window is bounded, so this costs the same at every step however long the rollout.
         """
-        observations = [b for b in self.blocks if b.kind == "observation"]
-        drop = set()
-        if self.max_observations is not None:
-            drop.update(id(b) for b in observations[: max(0, len(observations) - self.max_observations)])
-        if self.max_steps is not None:
-            oldest_kept = self.step - self.max_steps + 1
-            drop.update(id(b) for b in self.blocks if b.kind != "context" and b.step < oldest_kept)
-        if not drop:
+        kept = self.memory.keep(self.blocks, self.step)
+        if len(kept) == len(self.blocks):
             return
-        self.blocks = [b for b in self.blocks if id(b) not in drop]
+        self.blocks = kept
         if self.use_cache and self.blocks:
             from transformers import DynamicCache
 
@@ -439,7 +433,7 @@ class WorldSession:
     @torch.no_grad()
     def observe(self, clip_thwc: np.ndarray) -> None:
         """Feed O_t, the key frames of the clip just filmed. With memory "last" the history restarts here."""
-        if self.memory == "last":
+        if self.memory.restart("observation"):
             self._reset()
         self._feed(self.wm.observation_segments(clip_thwc), "observation")
         self._evict()

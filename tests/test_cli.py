@@ -52,7 +52,7 @@ def test_script_file(tmp_path):
     (["--prompt", "   "], "prompt is empty"),
     (["--prompt", "x", "--steps", "0"], "num_inference_steps must be an integer from 1 to 1000"),
     (["--prompt", "x", "--preset", "huge"], "unknown preset 'huge'; accepted:"),
-    (["--prompt", "x", "--max-observations", "0"], "max_observations must be a positive integer"),
+    (["--prompt", "x", "--max-observations", "-1"], "max_observations must be a whole number >= 0"),
 ])
 def test_bad_input(tmp_path, capsys, args, message):
     if "--preset" not in args:

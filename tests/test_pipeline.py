@@ -106,7 +106,7 @@ def test_history_bound_reaches_the_world_session(tiny_pipe, monkeypatch, tmp_pat
     bounded = tiny_pipe("a red ball rolls left", seconds=24, progress=False, max_observations=1, max_steps=2,
                         output=out, session=session_path(out))
     session = opened[-1]
-    assert (session.max_observations, session.max_steps) == (1, 2)
+    assert (session.memory.max_observations, session.memory.max_steps) == (1, 2)
     assert sum(b.kind == "observation" for b in session.blocks) == 1
     assert len({b.step for b in session.blocks if b.kind != "context"}) <= 2
     saved = SessionFolder.open(session_path(out)).settings
@@ -114,11 +114,11 @@ def test_history_bound_reaches_the_world_session(tiny_pipe, monkeypatch, tmp_pat
     assert len(bounded.storyboard.clips) == 12
 
 
-@pytest.mark.parametrize("bound", [0, -1, 1.5, True])
+@pytest.mark.parametrize("bound", [-1, 1.5, True, "2"])
 def test_bad_history_bound_is_refused(tiny_pipe, bound):
     from owl.errors import OwlError
 
-    with pytest.raises(OwlError, match="max_observations must be a positive integer"):
+    with pytest.raises(OwlError, match="max_observations must be a whole number >= 0"):
         tiny_pipe("a red ball", seconds=2, progress=False, max_observations=bound)
 
 

@@ -73,7 +73,7 @@ def one_error(excinfo):
 
 def test_checksums_are_recorded(session):
     meta = read_meta(session)
-    assert meta["format"] == 2
+    assert meta["format"] == 3
     assert meta["image_sha256"] == hashlib.sha256((session / "start.safetensors").read_bytes()).hexdigest()
     files = sorted((session / "clips").iterdir())
     assert [c["sha256"] for c in meta["clips"]] == [hashlib.sha256(f.read_bytes()).hexdigest() for f in files]
@@ -239,6 +239,7 @@ def test_a_session_without_checksums_opens_unverified(session):
     write_meta(session, meta)
     folder = SessionFolder.open(session)
     assert folder.image().shape == (64, 64, 3) and folder.load_clip(1).frames.shape == (16, 64, 64, 3)
+    assert (folder.settings.max_observations, folder.settings.max_steps) == (0, 0)  # null then meant "keep all"
     (session / "clips" / "000001.safetensors").write_bytes(b"not safetensors")
     with pytest.raises(OwlError, match=r"\(clips/000001.safetensors\) is damaged: not a safetensors file"):
         folder.load_clip(1)

@@ -186,3 +186,23 @@ def test_world_stage_trains_on_the_states_the_loop_reads(tiny_pipe, monkeypatch)
         read.append(session.read_state())
     assert trained[0].shape == (clips, wm.config.num_queries, wm.hidden_size)
     torch.testing.assert_close(trained[0], torch.stack(read), rtol=1e-4, atol=1e-4)
+
+
+def test_default_memory_is_flat_within_a_quarter_of_the_context(tiny_pipe, monkeypatch):
+    """By default the history keeps the steps that fit in a quarter of the LMM's context window, so a long
+    rollout's history stops growing; 0 keeps everything."""
+    wm = tiny_pipe.world_model
+    monkeypatch.setattr(wm.vlm.config.get_text_config(), "max_position_embeddings", 1024)
+    sizes = {}
+    for bound in (None, 0):
+        session = wm.session(max_observations=bound, max_steps=bound)
+        session.start("a red ball rolls left")
+        history = []
+        for t in range(12):
+            session.read_state()
+            session.observe(clip(t))
+            session.act("the ball moves right.")
+            history.append(session.num_tokens - session.blocks[0].length)  # past the opening context
+        sizes[bound] = history
+    assert max(sizes[None]) <= 1024 // 4 and sizes[None][-1] == sizes[None][-4]  # flat, within the budget
+    assert sizes[0] == sorted(sizes[0]) and sizes[0][-1] > 1024 // 4  # keep all: it grows past it
