@@ -38,7 +38,7 @@ from typing import Callable
 from owl.errors import OwlError
 from owl.settings import DEFAULT_SECONDS, check_setting
 from owl.timeline import Timeline
-from owl.video_io import write_bytes_atomic
+from owl.files import write_bytes_atomic
 
 ROW_KEYS = ("prompt", "image", "seconds", "dynamics", "seed", "id")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")

@@ -18,15 +18,12 @@ video playable, and nothing half-written at the output path.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import logging
-import os
 import sys
-import warnings
 from dataclasses import fields
 from pathlib import Path
 
-from owl.errors import OwlError, OwlWarning
+from owl.console import run_command
+from owl.errors import OwlError
 from owl.settings import RolloutSettings, add_setting_flags, check_setting_flags, given_setting_flags, setting_values
 
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "checkpoints" / "owl-shapes"
@@ -54,7 +51,7 @@ def check_options(args) -> None:
     """Everything a video command can check before a model loads: the settings, the model folder and the output
     path (`owl generate` opens its image before loading too)."""
     from owl.pipeline import check_model_folder
-    from owl.video_io import check_output
+    from owl.files import check_output
 
     check_setting_flags(args)
     if getattr(args, "model", None):
@@ -167,7 +164,7 @@ def cmd_generate(args) -> int:
 
 def _resume(args) -> int:
     from owl.session import SessionFolder
-    from owl.video_io import check_output
+    from owl.files import check_output
 
     clash = (_given(args, ("prompt", "image", "dynamics", "script", "out", "batch", "out_dir", "no_session"))
              + given_setting_flags(args, GENERATE_SETTINGS))
@@ -394,57 +391,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_LIBRARIES = ("transformers", "diffusers", "huggingface_hub", "accelerate", "peft", "torch")
-
-
-def _show_owl_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    print(f"owl: warning: {message}", file=sys.stderr)
-
-
-@contextlib.contextmanager
-def owl_lines_only():
-    """While an Owl command runs, the terminal shows Owl's lines: its own warnings (`OwlWarning`), one line each,
-    and no deprecation notices, load reports or progress bars from the libraries underneath. Everything is put
-    back afterwards, so a test that calls `main` in-process keeps its library warnings everywhere else."""
-    env = {"TRANSFORMERS_VERBOSITY": "error", "DIFFUSERS_VERBOSITY": "error", "HF_HUB_DISABLE_PROGRESS_BARS": "1",
-           "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1"}
-    saved_env = {k: os.environ.get(k) for k in env}
-    loggers = {name: logging.getLogger(name) for name in _LIBRARIES}
-    saved_levels = {name: logger.level for name, logger in loggers.items()}
-    os.environ.update(env)  # for libraries imported during the command: they read these when they first log
-    for logger in loggers.values():  # for those imported already
-        logger.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():  # restores the filters and showwarning on the way out
-            warnings.simplefilter("ignore")
-            warnings.simplefilter("default", OwlWarning)
-            warnings.showwarning = _show_owl_warning
-            yield
-    finally:
-        for name, logger in loggers.items():
-            logger.setLevel(saved_levels[name])
-        for key, value in saved_env.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    try:
-        with owl_lines_only():
-            return int(args.func(args) or 0)
-    except OwlError as exc:
-        print(f"owl: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("owl: interrupted; nothing was left at the output path", file=sys.stderr)
-        return 130
+    return run_command(args.func, args)
 
 
 if __name__ == "__main__":

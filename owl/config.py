@@ -83,7 +83,7 @@ def from_dict(cls, data: dict[str, Any], source: str = "config"):
 
 
 def save_json(cfg, path: Path) -> None:
-    from owl.video_io import write_bytes_atomic
+    from owl.files import write_bytes_atomic
 
     write_bytes_atomic(path, (json.dumps(to_dict(cfg), indent=2) + "\n").encode())
 

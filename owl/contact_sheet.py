@@ -18,7 +18,8 @@ import numpy as np
 
 from owl.errors import OwlError
 from owl.rollout import Storyboard
-from owl.video_io import VideoFile, write_bytes_atomic
+from owl.files import write_bytes_atomic
+from owl.video_io import VideoFile
 
 CAPTION_LINES = 3  # lines of caption text under each frame
 BACKGROUND = (255, 255, 255)

@@ -38,12 +38,13 @@ from torch import nn
 from owl.clip_sources import ClipSource, Film, FromVideo
 from owl.config import ModelPreset, get_preset
 from owl.errors import OwlError
+from owl.files import check_output, output_lock, remove_stale_temporaries, write_bytes_atomic
 from owl.renderer import Renderer
 from owl.rollout import ClipEvent, RolloutSettings, Storyboard, check_dynamics, check_setting, rollout
-from owl.session import PartialVideo, SessionFolder, partial_path, remove_stale_temporaries, session_path
+from owl.session import PartialVideo, SessionFolder, partial_path, session_path
 from owl.settings import DEFAULT_SECONDS
 from owl.timeline import Timeline
-from owl.video_io import VideoWriter, check_output, output_lock, read_video, write_bytes_atomic
+from owl.video_io import VideoWriter, read_video
 from owl.world_model import WorldModel
 
 COMPONENTS = ("world_model", "vlm", "tokenizer", "image_processor", "renderer", "transformer", "vae", "scheduler")

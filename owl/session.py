@@ -41,7 +41,6 @@ import dataclasses
 import hashlib
 import json
 import math
-import os
 import re
 import time
 from pathlib import Path
@@ -50,10 +49,11 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from owl.errors import OwlError
 from owl.clip_sources import Replay
+from owl.errors import OwlError
+from owl.files import is_temporary, remove_stale_temporaries, write_bytes_atomic
 from owl.rollout import ClipRecord, ClipStep, RolloutSettings
-from owl.video_io import VideoWriter, write_bytes_atomic
+from owl.video_io import VideoWriter
 
 FORMAT = 3  # 2 added the SHA-256 of each tensor file; 3: a history bound of null is the model's default, not "all"
 READS = (1, 2, 3)  # format 1 sessions (no checksums) still open
@@ -340,7 +340,6 @@ _SETTINGS_KEYS = {f.name for f in dataclasses.fields(RolloutSettings)}
 _SETTINGS_DEFAULTS = {"max_observations": 0, "max_steps": 0}  # keep all, as those sessions did
 _RECORD_KEYS = {f.name for f in dataclasses.fields(ClipRecord)}
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-_TMP = re.compile(r"^\..+\.(\d+)\.tmp(\.[A-Za-z0-9]+)?$")
 
 
 def _describe_model(model: dict | None) -> str:
@@ -440,29 +439,10 @@ def _clear(path: Path) -> None:
     clips = path / "clips"
     if clips.is_dir():
         for f in clips.iterdir():
-            if f.suffix == ".safetensors" or _TMP.match(f.name):
+            if f.suffix == ".safetensors" or is_temporary(f.name):
                 f.unlink()
     for name in (SESSION_FILE, "start.safetensors"):
         (path / name).unlink(missing_ok=True)
-
-
-def remove_stale_temporaries(folder: Path, stem: str | None = None) -> None:
-    """Delete temporary files (`.name.PID.tmp.ext`) left in `folder` by a process that no longer runs (kill -9)."""
-    if not folder.is_dir():
-        return
-    for f in folder.iterdir():
-        m = _TMP.match(f.name)
-        if not m or (stem is not None and not f.name.startswith(f".{stem}.")):
-            continue
-        pid = int(m.group(1))
-        if pid == os.getpid():
-            continue
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            f.unlink(missing_ok=True)
-        except PermissionError:  # alive, another user's
-            pass
 
 
 def _write_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> str:

@@ -41,90 +41,9 @@ from pathlib import Path
 import numpy as np
 
 from owl.errors import OwlError
+from owl.files import mp4_path, temporary_path
 
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v")  # what folder scans pick up, in this order
-
-
-def temporary_path(path: Path) -> Path:
-    """A unique sibling of `path` for writing before an atomic rename (same folder, so `os.replace` is atomic)."""
-    return path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
-
-
-def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file and a rename: readers see the old file or the new one."""
-    path = Path(path)
-    tmp = temporary_path(path)
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def _mp4_path(path: str | os.PathLike) -> Path:
-    """An .mp4 file path (not a folder) in a folder that exists."""
-    out = Path(path)
-    if out.suffix.lower() != ".mp4":
-        raise OwlError(f"output must be an .mp4 path, got {str(out)!r}")
-    if out.is_dir():
-        raise OwlError(f"output {str(out)!r} is a folder; give a file path ending in .mp4")
-    if not out.parent.is_dir():
-        raise OwlError(f"output folder does not exist: {str(out.parent)!r}")
-    return out
-
-
-def check_output(path: str | os.PathLike) -> Path:
-    """An .mp4 path Owl may write, checked before any work starts: not a folder, in a folder that exists and that
-    this process can write to, and not being written by another Owl process (see `output_lock`)."""
-    out = _mp4_path(path)
-    with output_lock(out):  # creating the lock file proves the folder writable; taking it, that nobody writes here
-        pass
-    return out
-
-
-class output_lock:
-    """Hold the exclusive right to write `path` (and the session and partial video beside it) while a rollout
-    runs: a second process that asks for the same output gets a one-line error instead of racing the first. An
-    advisory `flock` on a hidden file beside the output; the kernel releases it if the process dies."""
-
-    def __init__(self, path: str | os.PathLike):
-        self.path = Path(path)
-        self.lock_path = self.path.with_name(f".{self.path.name}.lock")
-        self._fd: int | None = None
-
-    def __enter__(self) -> "output_lock":
-        import fcntl
-
-        while True:
-            try:
-                fd = os.open(self.lock_path, os.O_CREAT | os.O_RDWR, 0o644)
-            except OSError as exc:
-                raise OwlError(f"cannot write to the output folder {str(self.path.parent)!r}: "
-                               f"{exc.strerror or type(exc).__name__}") from exc
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                raise OwlError(f"another Owl process is writing {str(self.path)!r}; wait for it to finish or "
-                               "choose another output") from None
-            try:  # the holder before us may have removed the file after we opened it: lock the one on disk
-                if os.stat(self.lock_path).st_ino == os.fstat(fd).st_ino:
-                    break
-            except FileNotFoundError:
-                pass
-            os.close(fd)
-        self._fd = fd
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self._fd is not None:
-            self.lock_path.unlink(missing_ok=True)  # while still held, so no one locks a file about to vanish
-            os.close(self._fd)
-            self._fd = None
 
 
 class VideoWriter:
@@ -138,7 +57,7 @@ class VideoWriter:
     """
 
     def __init__(self, path: str | os.PathLike, fps: float, quality: int = 8):
-        self.path = _mp4_path(path)  # (no lock here: the rollout holding `output_lock` writes through this)
+        self.path = mp4_path(path)  # (no lock here: the rollout holding `output_lock` writes through this)
         self.fps = float(fps)
         self.quality = quality
         self.num_frames = 0

@@ -11,7 +11,7 @@ import pytest
 
 from owl.cli import main
 from owl.errors import OwlError
-from owl.video_io import output_lock
+from owl.files import output_lock
 
 
 def owl(*args) -> int:

@@ -38,7 +38,8 @@ from pathlib import Path
 import numpy as np
 
 from owl.errors import OwlError, OwlWarning
-from owl.video_io import VIDEO_EXTENSIONS, VideoFile, video_info, write_bytes_atomic
+from owl.files import write_bytes_atomic
+from owl.video_io import VIDEO_EXTENSIONS, VideoFile, video_info
 
 
 def _setting(default, help: str, zero_ok: bool = False):

@@ -418,7 +418,8 @@ def generate_shapes(
 ) -> list[str]:
     """Write a Shapes World set under `out` (see the module docstring for the layout); returns the video ids."""
     from owl.data.dense_captions import clip_captions
-    from owl.video_io import write_bytes_atomic, write_video
+    from owl.files import write_bytes_atomic
+    from owl.video_io import write_video
 
     if videos < 1:
         raise OwlError(f"videos must be at least 1, got {videos}")

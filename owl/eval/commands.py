@@ -111,7 +111,7 @@ def _check_out(out: Path | None) -> None:
 
 
 def _write_report(out: Path | None, report: dict) -> None:
-    from owl.video_io import write_bytes_atomic
+    from owl.files import write_bytes_atomic
 
     if out is not None:
         write_bytes_atomic(out, (json.dumps(report, indent=1) + "\n").encode())

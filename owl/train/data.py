@@ -81,7 +81,7 @@ def _cached_latents(file: Path, frames: np.ndarray, renderer, length: int) -> to
     from safetensors.torch import load_file, save_file
 
     from owl.renderer import from_uint8_thwc
-    from owl.video_io import temporary_path
+    from owl.files import temporary_path
 
     if file.is_file():
         z = load_file(file)["latents"]
