@@ -38,6 +38,7 @@ class Clip:
     source: str = "film"  # "film" or "video", recorded in the storyboard
     rng: torch.Tensor | None = None  # a replayed clip: the generator state to carry on from
     kept: int | None = None  # a replayed clip: how many of its frames the saved video holds (None: a new clip)
+    latents: torch.Tensor | None = None  # a filmed clip: its latents (1, C, c + n, h, w), context first
 
 
 class ClipSource(Protocol):
@@ -66,8 +67,9 @@ class Film:
     """The renderer films clip t from s_t, after the previous clip's last latents (image-to-video: after the
     encoded image, which opens the video)."""
 
-    def __init__(self, renderer: Renderer, settings, num_key_frames: int, image: np.ndarray | None = None):
-        self.renderer, self.settings, self.k, self.image = renderer, settings, num_key_frames, image
+    def __init__(self, renderer: Renderer, settings, num_key_frames: int, image: np.ndarray | None = None,
+                 on_step=None):
+        self.renderer, self.settings, self.k, self.image, self.on_step = renderer, settings, num_key_frames, image, on_step
 
     def prefix(self, total: int) -> tuple[int, int]:
         return 0, 0
@@ -86,10 +88,10 @@ class Film:
             context = r.image_context(self.image)
         new = r.config.clip_latent_frames + (1 if context is None else 0)  # the opening clip's first latent
         latents, frames = r.film(state, context, new, s.height, s.width, s.num_inference_steps, s.guidance_scale,
-                                 generator=generator, timings=timings)
+                                 generator=generator, timings=timings, on_step=self.on_step)
         clip = to_uint8_thwc(frames[0])
         full = np.concatenate([self.image[None], clip]) if opening else clip
-        return Clip(full, key_frames(clip, self.k), r.context_of(latents))
+        return Clip(full, key_frames(clip, self.k), r.context_of(latents), latents=latents)
 
 
 class Replay:

@@ -28,7 +28,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Callable
 
 import numpy as np
@@ -39,7 +38,7 @@ from owl.clip_sources import ClipSource, Film, FromVideo
 from owl.config import ModelPreset, get_preset
 from owl.errors import OwlError
 from owl.files import check_output, output_lock, remove_stale_temporaries, write_bytes_atomic
-from owl.renderer import Renderer
+from owl.renderer import Interrupted, Renderer
 from owl.rollout import ClipEvent, RolloutSettings, Storyboard, check_dynamics, check_setting, rollout
 from owl.session import PartialVideo, SessionFolder, partial_path, session_path
 from owl.settings import DEFAULT_SECONDS
@@ -47,18 +46,21 @@ from owl.timeline import Timeline
 from owl.video_io import VideoWriter, read_video
 from owl.world_model import WorldModel
 
+OUTPUT_TYPES = ("np", "pt", "pil", "latent")
 COMPONENTS = ("world_model", "vlm", "tokenizer", "image_processor", "renderer", "transformer", "vae", "scheduler")
 
 
 @dataclass
 class OwlPipelineOutput:
     path: Path | None  # the mp4, when `output` was given
-    frames: np.ndarray | None  # (T, H, W, 3) uint8, only when no `output` was given
+    frames: np.ndarray | None  # the video when no `output` was given, as `output_type` says ("np": (T, H, W, 3) uint8)
     num_frames: int
     fps: float
     seconds: float
     storyboard: Storyboard
     timings: dict[str, float] = field(default_factory=dict)  # seconds spent: world_model, denoise, decode, write, total
+    latents: list[torch.Tensor] | None = None  # output_type "latent": each filmed clip's latents (1, C, c + n, h, w)
+    interrupted: bool = False  # the rollout was stopped (`pipe.interrupt`) before its end
 
 
 def open_image(path: str | Path):
@@ -160,9 +162,14 @@ def check_model_folder(path: str | Path) -> Path:
 
 
 class OwlPipeline:
+    model_cpu_offload_seq = "vlm->transformer->vae"  # the order the loop calls them in, every clip
+    _callback_tensor_inputs = ["latents"]  # what `callback_on_step_end` may read and replace
+
     def __init__(self, world_model: WorldModel, renderer: Renderer):
         self.world_model = world_model
         self.renderer = renderer
+        self._interrupt = False  # set by a callback to stop the rollout (see `__call__`)
+        self._on_step = None  # the renderer's per-step hook while a call with callback_on_step_end runs
         self.source: dict | None = None  # where the weights came from ({"preset": ...} or {"path": ...}), for sessions
 
     # --- building and loading -------------------------------------------------------------------------------
@@ -323,26 +330,35 @@ class OwlPipeline:
 
     def enable_model_cpu_offload(self, device: str | torch.device = "cuda") -> None:
         """Keep the weights in CPU memory and move one big component at a time to `device` as the loop reaches
-        it: the LMM, the VDM transformer, the VAE (as diffusers' `enable_model_cpu_offload`, for a loop that
-        cycles through them every clip). Peak accelerator memory is then about the largest component plus the
-        LMM's KV cache, at the price of a host-to-device copy per component per clip. The small parts (state
-        queries, projector, latent statistics) stay on `device`, and inputs are made there."""
-        device = torch.device(device)
-        self.to("cpu")
-        self.world_model.state_queries.data = self.world_model.state_queries.data.to(device)
-        self.renderer.projector.to(device)
-        for name in ("latents_mean", "latents_std"):
-            setattr(self.renderer, name, getattr(self.renderer, name).to(device))
-        vlm = self.world_model.vlm
-        self._offload = _ModelOffload({"lmm": vlm, "transformer": self.renderer.transformer,
-                                       "vae": self.renderer.vae}, device)
-        # the LMM is called through its parts (see owl/world_model.py); each part brings the whole LMM in
-        for part in (self.world_model.visual, self.world_model.language_model, vlm.get_input_embeddings(),
-                     vlm.get_output_embeddings()):
-            part.register_forward_pre_hook(self._offload.hook("lmm"))
-        self.renderer.transformer.register_forward_pre_hook(self._offload.hook("transformer"))
-        # diffusers runs `_hf_hook.pre_forward` before the VAE's encode and decode (apply_forward_hook)
-        self.renderer.vae._hf_hook = SimpleNamespace(pre_forward=lambda module: self._offload.onload("vae"))
+        it, in `model_cpu_offload_seq` order: the LMM, the VDM transformer, the VAE (as diffusers'
+        `enable_model_cpu_offload`; see owl/offload.py). Peak accelerator memory is then about the largest
+        component plus the LMM's KV cache, at the price of a host-to-device copy per component per clip."""
+        from owl.offload import enable_model_cpu_offload
+
+        self._offload = enable_model_cpu_offload(self, torch.device(device), self.model_cpu_offload_seq.split("->"))
+
+    def enable_group_offload(self, onload_device: str | torch.device = "cuda",
+                             offload_device: str | torch.device = "cpu", offload_type: str = "block_level",
+                             num_blocks_per_group: int | None = 1, use_stream: bool = False) -> None:
+        """diffusers' group offloading on every component (see owl/offload.py): a few blocks on the accelerator at
+        a time. offload_type "block_level" (the Wan transformer and VAE block by block, `num_blocks_per_group`
+        at a time) or "leaf_level"; the LMM always leaf by leaf. use_stream: overlap copies and compute (CUDA)."""
+        from owl.offload import enable_group_offload
+
+        if offload_type not in ("block_level", "leaf_level"):
+            raise OwlError(f"offload_type must be 'block_level' or 'leaf_level', got {offload_type!r}")
+        enable_group_offload(self, torch.device(onload_device), torch.device(offload_device), offload_type,
+                             num_blocks_per_group, use_stream)
+
+    def enable_cache(self, config) -> None:
+        """One of diffusers' cache hooks on the Wan transformer (`diffusers.hooks.FirstBlockCacheConfig`,
+        `FasterCacheConfig`, `PyramidAttentionBroadcastConfig`, ...): denoising steps reuse what changed little.
+        The renderer starts the cache afresh with every clip. What each costs in the Shapes World scores and
+        saves in time is measured by benchmarks/cache_hooks.py."""
+        self.renderer.transformer.enable_cache(config)
+
+    def disable_cache(self) -> None:
+        self.renderer.transformer.disable_cache()
 
     def compile(self, **kwargs) -> None:
         """torch.compile the two heavy forward passes: the VDM transformer and the LMM's language model.
@@ -354,9 +370,16 @@ class OwlPipeline:
 
     # --- generation -----------------------------------------------------------------------------------------
 
-    def check_inputs(self, prompt: str, image, settings: RolloutSettings, output) -> None:
+    def check_inputs(self, prompt: str, image, settings: RolloutSettings, output, output_type: str = "np",
+                     callback_on_step_end_tensor_inputs=("latents",)) -> None:
         """What a new rollout needs beyond valid settings (RolloutSettings checks those): a prompt, a size this
-        model can film, an output path that can be written."""
+        model can film, an output path that can be written, an output type and step-callback inputs it has."""
+        if output_type not in OUTPUT_TYPES:
+            raise OwlError(f"output_type must be one of {', '.join(OUTPUT_TYPES)}, got {output_type!r}")
+        unknown = [name for name in callback_on_step_end_tensor_inputs if name not in self._callback_tensor_inputs]
+        if unknown:
+            raise OwlError(f"callback_on_step_end_tensor_inputs must be among {self._callback_tensor_inputs}, "
+                           f"got {unknown}")
         if not isinstance(prompt, str):
             raise OwlError(f"prompt must be a string, got {type(prompt).__name__}")
         if image is None and not prompt.strip():
@@ -374,46 +397,105 @@ class OwlPipeline:
                  callback: Callable[[ClipEvent], None] | None = None, progress: bool = True,
                  do_sample: bool = False, temperature: float = 1.0,
                  session: str | Path | None = None, max_observations: int | None = None,
-                 max_steps: int | None = None) -> OwlPipelineOutput:
+                 max_steps: int | None = None, output_type: str = "np",
+                 callback_on_step_end: Callable | None = None,
+                 callback_on_step_end_tensor_inputs: list[str] = ("latents",)) -> OwlPipelineOutput:
         """Generate a video of `seconds` from a prompt (and optionally a first image).
 
         dynamics: the texts d_0, d_1, ... that drive each next clip, or a `Timeline` of timed segments; None
         entries, gaps and a short list are filled by the world model's own predictions. memory: "full" (the world
-        state) or "last" (last clip + caption). output: an .mp4 path, written atomically as clips finish; without
-        it the frames are returned in memory. session: a folder (`owl.session.session_path(output)` is the usual
-        one) where the rollout is saved after every clip, for `resume`, `branch` and `extend`; it also publishes a
-        playable `out.partial.mp4` while the video grows (removed when `output` is complete), passed to
-        `callback` as `event.path`. max_observations / max_steps: bound the world model's history (the visual
-        tokens of the last K observations; the states and dynamics of the last M steps) so that the cost per clip
-        stays flat however long the video; None keeps everything.
+        state) or "last" (last clip + caption; see owl/memory.py). output: an .mp4 path, written atomically as
+        clips finish; without it the video is returned in memory, as `output_type` says: "np" (uint8 (T, H, W, 3)),
+        "pt" (float (T, 3, H, W) in [0, 1]), "pil" (a list of images) or "latent" (each filmed clip's latents,
+        (1, C, c + n, h, w), context first, in `latents`; the loop still decodes them: the world model observes
+        pixels). session: a folder (`owl.session.session_path(output)` is the usual one) where the rollout is
+        saved after every clip, for `resume`, `branch` and `extend`; it also publishes a playable
+        `out.partial.mp4` while the video grows (removed when `output` is complete), passed to `callback` as
+        `event.path`. max_observations / max_steps: bound the world model's history (the visual tokens of the
+        last K observations; the states and dynamics of the last M steps); None is the model's default (the steps
+        that fit in a quarter of its context, so the cost per clip stays flat however long the video), 0 keeps all.
+
+        callback_on_step_end(pipe, i, t, callback_kwargs) -> dict: after each denoising step of each clip, as in
+        diffusers; callback_kwargs holds the `callback_on_step_end_tensor_inputs` ("latents": the new frames'
+        latents), and a "latents" it returns replaces them. Setting `pipe.interrupt` (`pipe._interrupt = True`)
+        there or in `callback` ends the rollout: the clip being filmed is dropped and the result holds the clips
+        finished (`interrupted` is True; a session stays resumable).
         """
         settings = self._settings(seconds, fps, height, width, num_inference_steps, guidance_scale, memory, seed,
                                   do_sample, temperature, max_observations, max_steps)
-        self.check_inputs(prompt, image, settings, output)
+        self.check_inputs(prompt, image, settings, output, output_type, callback_on_step_end_tensor_inputs)
         total = self.renderer.grid.total_frames(settings.seconds, settings.fps)
         plan = self._plan_dynamics(dynamics, settings, done=0, written=0, total=total)
         if session is not None and output is None:
             raise OwlError("a session needs an output video: give output=... (or drop session)")
         first = None if image is None else load_image(image, settings.height, settings.width)
 
+        self._interrupt = False
+        self._on_step = None if callback_on_step_end is None else \
+            self._step_callback(callback_on_step_end, list(callback_on_step_end_tensor_inputs))
+        try:
+            if output is None:
+                return self._in_memory(prompt, settings, first, plan, callback, progress, output_type)
+            with output_lock(output):
+                if session is None:
+                    timings: dict[str, float] = {}
+                    with VideoWriter(output, fps=settings.fps) as writer:
+                        storyboard = self._rollout(prompt, settings, writer.append, first, plan, callback, progress,
+                                                   timings)
+                    return self._output(Path(output), None, writer.num_frames, settings, storyboard, timings)
+                _check_session_beside(session, output)
+                folder = SessionFolder.create(session, prompt=prompt, image=first, settings=settings, dynamics=plan,
+                                              output=output, model=self.source)
+                return self._run_session(folder, self._film(settings, first), callback, progress)
+        finally:
+            self._on_step = None
+
+    @property
+    def interrupt(self) -> bool:
+        """True once a callback has asked the rollout to stop (`pipe._interrupt = True`), as in diffusers."""
+        return self._interrupt
+
+    def _step_callback(self, callback, names: list[str]):
+        """diffusers' `callback_on_step_end` as the renderer's per-step hook, raising `Interrupted` when asked."""
+        def on_step(i, t, latents):
+            available = {"latents": latents}
+            returned = callback(self, i, t, {name: available[name] for name in names}) or {}
+            if self._interrupt:
+                raise Interrupted
+            return returned.get("latents", latents)
+        return on_step
+
+    def _rollout(self, prompt, settings, write, image, plan, callback, progress, timings, source=None,
+                 on_clip=None) -> Storyboard:
+        return rollout(self.world_model, self.renderer, prompt, settings, write, image=image, dynamics=plan,
+                       callback=callback, progress=progress, timings=timings,
+                       source=source or self._film(settings, image), on_clip=on_clip,
+                       should_stop=lambda: self._interrupt)
+
+    def _in_memory(self, prompt, settings, image, plan, callback, progress, output_type) -> OwlPipelineOutput:
+        """A rollout kept in memory, returned as `output_type` says."""
+        chunks: list[np.ndarray] = []
+        latents: list[torch.Tensor] = []
+        if output_type == "latent":
+            user = callback
+            callback = lambda event: (latents.append(event.latents), user and user(event))
         timings: dict[str, float] = {}
-        run = lambda write: rollout(self.world_model, self.renderer, prompt, settings, write, image=first,
-                                    dynamics=plan, callback=callback, progress=progress, timings=timings)
-        if output is None:
-            chunks: list[np.ndarray] = []
-            storyboard = run(chunks.append)
-            frames = np.concatenate(chunks)
-            return OwlPipelineOutput(None, frames, len(frames), settings.fps, len(frames) / settings.fps, storyboard, timings)
-        with output_lock(output):
-            if session is None:
-                with VideoWriter(output, fps=settings.fps) as writer:
-                    storyboard = run(writer.append)
-                n = writer.num_frames
-                return OwlPipelineOutput(Path(output), None, n, settings.fps, n / settings.fps, storyboard, timings)
-            _check_session_beside(session, output)
-            folder = SessionFolder.create(session, prompt=prompt, image=first, settings=settings, dynamics=plan,
-                                          output=output, model=self.source)
-            return self._run_session(folder, self._film(settings, first), callback, progress)
+        storyboard = self._rollout(prompt, settings, chunks.append, image, plan, callback, progress, timings)
+        frames = np.concatenate(chunks) if chunks else np.zeros((0, settings.height, settings.width, 3), np.uint8)
+        n = len(frames)
+        if output_type == "latent":
+            return self._output(None, None, n, settings, storyboard, timings, latents=latents)
+        if output_type == "pt":
+            frames = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255
+        elif output_type == "pil":
+            from PIL import Image
+
+            frames = [Image.fromarray(frame) for frame in frames]
+        return self._output(None, frames, n, settings, storyboard, timings)
+
+    def _output(self, path, frames, n: int, settings, storyboard, timings, latents=None) -> OwlPipelineOutput:
+        return OwlPipelineOutput(path, frames, n, settings.fps, n / settings.fps, storyboard, timings, latents,
+                                 self._interrupt)
 
     # --- world sessions -------------------------------------------------------------------------------------
 
@@ -545,7 +627,7 @@ class OwlPipeline:
 
     def _film(self, settings: RolloutSettings, image: np.ndarray | None = None) -> Film:
         """The clip source that films with this pipeline's renderer."""
-        return Film(self.renderer, settings, self.world_model.config.key_frames, image)
+        return Film(self.renderer, settings, self.world_model.config.key_frames, image, on_step=self._on_step)
 
     def _run_session(self, folder: SessionFolder, source: ClipSource, callback, progress) -> OwlPipelineOutput:
         """Run the loop of a session from its first clip: stream the video to its output (replayed clips are
@@ -553,6 +635,7 @@ class OwlPipeline:
         complete and drop the partial once the output is in place. A session still "preparing" (filled from a
         video) becomes resumable once the source's own clips are all saved."""
         s, output = folder.settings, folder.output
+        self._interrupt = False
         preview = PartialVideo(folder, partial_path(output))
         known = source.prefix(self.renderer.grid.total_frames(s.seconds, s.fps))[0]
 
@@ -564,13 +647,12 @@ class OwlPipeline:
 
         timings: dict[str, float] = {}
         with VideoWriter(output, fps=s.fps) as writer:
-            storyboard = rollout(self.world_model, self.renderer, folder.prompt, s, writer.append,
-                                 image=folder.image(), dynamics=folder.dynamics, callback=callback,
-                                 progress=progress, timings=timings, source=source, on_clip=on_clip)
-        folder.mark_complete()
+            storyboard = self._rollout(folder.prompt, s, writer.append, folder.image(), folder.dynamics, callback,
+                                       progress, timings, source=source, on_clip=on_clip)
+        if not self._interrupt:  # an interrupted session stays resumable
+            folder.mark_complete()
         preview.remove()
-        n = writer.num_frames
-        return OwlPipelineOutput(output, None, n, s.fps, n / s.fps, storyboard, timings)
+        return self._output(output, None, writer.num_frames, s, storyboard, timings)
 
     # --- inputs ---------------------------------------------------------------------------------------------
 
@@ -604,27 +686,6 @@ class OwlPipeline:
         plan = list(prefix) + new
         check_dynamics(plan, num_clips, settings, self.renderer)
         return plan
-
-
-class _ModelOffload:
-    """Which of a set of modules is on the accelerator: `onload(name)` moves the one there before it runs and
-    sends the previous one back to the CPU. `moves` counts the swaps."""
-
-    def __init__(self, modules: dict[str, nn.Module], device: torch.device):
-        self.modules, self.device, self.current, self.moves = modules, device, None, 0
-
-    def onload(self, name: str) -> None:
-        if name == self.current:
-            return
-        if self.current is not None:
-            self.modules[self.current].to("cpu")
-        self.modules[name].to(self.device)
-        self.current, self.moves = name, self.moves + 1
-
-    def hook(self, name: str) -> Callable:
-        def pre_forward(module, args) -> None:  # returns nothing: the inputs pass unchanged
-            self.onload(name)
-        return pre_forward
 
 
 def check_extend_output(source: str | Path, output: str | Path) -> None:

@@ -32,6 +32,10 @@ from owl.config import RendererConfig, load_json, save_json
 from owl.errors import OwlError
 
 
+class Interrupted(Exception):
+    """Raised by a step callback to stop filming at once (`OwlPipeline.interrupt`); the clip is dropped."""
+
+
 class StateProjector(nn.Module):
     """s_t (B, Q, D_lmm) -> encoder_hidden_states (B, Q, text_dim), plus the learned null state for CFG."""
 
@@ -203,10 +207,12 @@ class Renderer(nn.Module):
     @torch.no_grad()
     def film(self, states: torch.Tensor, context: torch.Tensor | None, num_new_frames: int, height: int, width: int,
              num_inference_steps: int, guidance_scale: float, generator: torch.Generator | None = None,
-             timings: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+             timings: dict | None = None, on_step=None) -> tuple[torch.Tensor, torch.Tensor]:
         """Film one clip from states (B, Q, D).
 
-        context: clean normalized latents (B, C, c, h, w) or None. Returns (latents, frames): the whole latent
+        context: clean normalized latents (B, C, c, h, w) or None. on_step(i, t, latents) -> latents: called after
+        each denoising step with the new frames' latents (B, C, n, h, w), and what it returns goes on (diffusers'
+        `callback_on_step_end`); it may raise `Interrupted`. Returns (latents, frames): the whole latent
         sequence (B, C, c + n, h, w), context first, and the decoded frames of the new part only,
         (B, 3, T, H, W) in [-1, 1] (T = 4n, or 1 + 4(n - 1) when there is no context).
         """
@@ -240,6 +246,8 @@ class Renderer(nn.Module):
             with self._cache_step(cached, i, scheduler):
                 flow = self.guided_flow(model_input, t, cond, uncond, c, guidance_scale)[:, :, c:]
             latents = scheduler.step(flow, t, latents, return_dict=False)[0]
+            if on_step is not None:
+                latents = on_step(i, t, latents)
         denoised = time.perf_counter()
 
         # 5. Decode the whole sequence (the causal VAE needs the context to continue smoothly), keep the new part.

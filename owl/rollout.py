@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 from owl.errors import OwlError
 from owl.files import write_bytes_atomic
 from owl.clip_sources import ClipSource, Film, key_frames  # noqa: F401 (key_frames re-exported)
-from owl.renderer import Renderer
+from owl.renderer import Interrupted, Renderer
 from owl.settings import MAX_SECONDS, MEMORIES, RolloutSettings, check_setting  # noqa: F401 (re-exported)
 from owl.world_model import WorldModel, WorldSession
 
@@ -74,6 +74,7 @@ class ClipEvent:
     record: ClipRecord
     path: Path | None = None  # a playable mp4 of the video so far (when a world session is saved), else None
     state: torch.Tensor | None = None  # (Q, D): the world state s_t that filmed this clip
+    latents: torch.Tensor | None = None  # (1, C, c + n, h, w): a filmed clip's latents, context first
 
     @property
     def dynamics(self) -> str:
@@ -102,7 +103,8 @@ def rollout(world_model: WorldModel, renderer: Renderer, prompt: str, settings: 
             write: Callable[[np.ndarray], None], image: np.ndarray | None = None,
             dynamics: list[str | None] | None = None, callback: Callable[[ClipEvent], None] | None = None,
             progress: bool = True, timings: dict | None = None, source: ClipSource | None = None,
-            on_clip: Callable[[ClipStep], Path | None] | None = None) -> Storyboard:
+            on_clip: Callable[[ClipStep], Path | None] | None = None,
+            should_stop: Callable[[], bool] | None = None) -> Storyboard:
     """Run the loop and hand each clip's frames (T, H, W, 3) uint8 to `write` as soon as it is finished.
 
     dynamics: d_0, d_1, ... for the clip transitions (d_{t-1} drives clip t); a missing or None entry is
@@ -110,7 +112,8 @@ def rollout(world_model: WorldModel, renderer: Renderer, prompt: str, settings: 
     source: where the clips come from (see `owl.clip_sources`); by default the renderer films them all. A
     `Replay` source carries a saved session on (its clips are written again, not saved again). on_clip: called
     with each new clip's `ClipStep` before `callback`; what it returns (a playable video so far) becomes the
-    event's `path`.
+    event's `path`. should_stop: asked before each clip; True ends the rollout there, as does `Interrupted`
+    raised while a clip is filmed (that clip is dropped): the storyboard then holds the clips finished.
     """
     s = settings
     grid = renderer.grid
@@ -133,6 +136,8 @@ def rollout(world_model: WorldModel, renderer: Renderer, prompt: str, settings: 
     # leave=False: the bar goes when the video is done, and the caller's one line says what was made
     bar = tqdm(total=num_clips, desc="clips", unit="clip", disable=not progress, leave=False)
     for t in range(num_clips):
+        if should_stop is not None and should_stop():
+            break
         # 1. Observe o_{t-1}, then the dynamics d_{t-1} (given or predicted); then the state s_t.
         tick = time.perf_counter()
         if t == 0:
@@ -149,7 +154,10 @@ def rollout(world_model: WorldModel, renderer: Renderer, prompt: str, settings: 
         bar.set_postfix_str(text[:40], refresh=False)
 
         # 2. Clip o_t: filmed from s_t after the previous clip's context (or replayed, or read from a video).
-        clip = source.clip(t, state, context, generator, timings)
+        try:
+            clip = source.clip(t, state, context, generator, timings)
+        except Interrupted:
+            break
         if clip.rng is not None:
             generator.set_state(clip.rng)
         context, observation = clip.context, clip.key_frames
@@ -166,10 +174,11 @@ def rollout(world_model: WorldModel, renderer: Renderer, prompt: str, settings: 
             step = ClipStep(record, clip.frames, len(out), observation, context.detach().cpu(), generator.get_state())
             path = on_clip(step) if on_clip is not None else None
             if callback is not None:
-                callback(ClipEvent(t, num_clips, out[clip.kept or 0:], record, path, state[0]))
+                callback(ClipEvent(t, num_clips, out[clip.kept or 0:], record, path, state[0], clip.latents))
         timings["write"] = timings.get("write", 0.0) + time.perf_counter() - tick
         bar.update(1)
     bar.close()
+    storyboard.seconds = written / s.fps  # all of it, unless interrupted
     timings["total"] = time.perf_counter() - started
     return storyboard
 

@@ -5,6 +5,7 @@ import json
 import decord
 import numpy as np
 import pytest
+import torch
 
 from owl import OwlPipeline
 
@@ -156,7 +157,7 @@ def test_model_cpu_offload_swaps_components_and_keeps_the_video(tiny_pipe, capsy
     out = pipe("a red ball rolls left", seconds=4, progress=False, do_sample=False)  # 2 clips, dynamics predicted
     assert np.array_equal(out.frames, plain.frames) and out.storyboard.clips[1].predicted
     swaps = [name for i, name in enumerate(seen) if i == 0 or seen[i - 1] != name]
-    assert swaps[:4] == ["lmm", "transformer", "vae", "lmm"] and swaps.count("transformer") == 2
+    assert swaps[:4] == ["vlm", "transformer", "vae", "vlm"] == pipe.model_cpu_offload_seq.split("->") + ["vlm"] and swaps.count("transformer") == 2
     assert pipe._offload.moves == len(swaps)
     assert main(["generate", "--preset", "tiny", "--prompt", "a ball", "--device", "cpu", "--cpu-offload",
                  "--out", "unused.mp4"]) == 2
@@ -175,3 +176,94 @@ def test_contact_sheet_shows_one_captioned_frame_per_clip(tiny_pipe, tmp_path):
     clips = len(out.storyboard.clips)  # 4 clips of 2 s: a 2 x 2 grid of 128 px frames with captions under them
     assert clips == 4 and sheet.shape[1] == 2 * (128 + 12) and sheet.shape[0] > 2 * (128 + 12)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # written atomically
+
+
+def test_diffusers_step_callback_sees_and_replaces_latents(tiny_pipe):
+    """callback_on_step_end is called after every denoising step of every clip with the new frames' latents, as
+    in diffusers' pipelines, and what it returns is denoised on."""
+    plain = tiny_pipe("a red ball rolls left", seconds=4, progress=False)
+    seen = []
+
+    def record(pipe, i, t, kwargs):
+        seen.append((i, tuple(kwargs["latents"].shape)))
+        return {}
+
+    same = tiny_pipe("a red ball rolls left", seconds=4, progress=False, callback_on_step_end=record)
+    steps = tiny_pipe.renderer.config.num_inference_steps
+    assert [i for i, _ in seen] == list(range(steps)) * 2 and np.array_equal(same.frames, plain.frames)
+    zeroed = tiny_pipe("a red ball rolls left", seconds=4, progress=False,
+                       callback_on_step_end=lambda pipe, i, t, kw: {"latents": kw["latents"] * 0})
+    assert not np.array_equal(zeroed.frames, plain.frames)
+
+
+def test_interrupt_keeps_the_finished_clips_and_a_resumable_session(tiny_pipe, tmp_path):
+    from owl.session import SessionFolder, session_path
+
+    def stop_in_clip_2(pipe, i, t, kwargs):
+        stop_in_clip_2.calls += 1
+        if stop_in_clip_2.calls > tiny_pipe.renderer.config.num_inference_steps * 2:
+            pipe._interrupt = True
+        return {}
+
+    stop_in_clip_2.calls = 0
+    out = tmp_path / "stopped.mp4"
+    result = tiny_pipe("a red ball rolls left", seconds=8, output=out, session=session_path(out), progress=False,
+                       callback_on_step_end=stop_in_clip_2)
+    assert result.interrupted and tiny_pipe.interrupt and len(result.storyboard.clips) == 2
+    assert result.num_frames == tiny_pipe.renderer.grid.bounds(1)[1] and out.is_file()
+    folder = SessionFolder.open(session_path(out))
+    assert not folder.complete and len(folder.records) == 2
+    whole = tiny_pipe("a red ball rolls left", seconds=8, progress=False)
+    resumed = tiny_pipe.resume(session_path(out), progress=False)
+    assert not resumed.interrupted and resumed.num_frames == whole.num_frames
+    from owl.video_io import read_video
+
+    assert np.array_equal(read_video(out)[0], read_video(tmp_path / "stopped.mp4")[0])
+
+
+@pytest.mark.parametrize("output_type", ["pt", "pil", "latent"])
+def test_output_types(tiny_pipe, output_type):
+    plain = tiny_pipe("a red ball rolls left", seconds=4, progress=False)
+    out = tiny_pipe("a red ball rolls left", seconds=4, progress=False, output_type=output_type)
+    if output_type == "pt":
+        assert out.frames.shape == (plain.num_frames, 3, 64, 64) and out.frames.dtype == torch.float32
+        assert np.array_equal((out.frames * 255).round().byte().permute(0, 2, 3, 1).numpy(), plain.frames)
+    elif output_type == "pil":
+        assert len(out.frames) == plain.num_frames and np.array_equal(np.asarray(out.frames[3]), plain.frames[3])
+    else:
+        r = tiny_pipe.renderer
+        assert out.frames is None and len(out.latents) == 2
+        assert out.latents[0].shape[2] == r.config.clip_latent_frames + 1  # the opening clip: no context
+        decoded = r.decode_clip(out.latents[1], r.config.context_latent_frames)
+        from owl.renderer import to_uint8_thwc
+
+        rest = plain.frames[r.grid.bounds(1)[0]:]  # the last clip is cut to the duration
+        assert np.array_equal(to_uint8_thwc(decoded[0])[: len(rest)], rest)
+
+
+def test_bad_output_type_and_step_inputs_are_refused(tiny_pipe):
+    from owl.errors import OwlError
+
+    with pytest.raises(OwlError, match="output_type must be one of np, pt, pil, latent, got 'mp4'"):
+        tiny_pipe("a red ball", seconds=2, progress=False, output_type="mp4")
+    with pytest.raises(OwlError, match="callback_on_step_end_tensor_inputs must be among"):
+        tiny_pipe("a red ball", seconds=2, progress=False, callback_on_step_end=lambda *a: {},
+                  callback_on_step_end_tensor_inputs=["prompt_embeds"])
+
+
+def test_group_offload_and_cache_hook_run_the_loop(tiny_pipe):
+    """diffusers' group offloading (here with the CPU as the accelerator) leaves the video as it was; a cache hook
+    (FirstBlockCache) starts afresh with each clip, so the same rollout twice gives the same video."""
+    from diffusers.hooks import FirstBlockCacheConfig
+
+    plain = tiny_pipe("a red ball rolls left", seconds=4, progress=False)
+    pipe = OwlPipeline.from_preset("tiny", seed=0)
+    pipe.enable_group_offload("cpu", offload_type="leaf_level")
+    assert np.array_equal(pipe("a red ball rolls left", seconds=4, progress=False).frames, plain.frames)
+    cached = OwlPipeline.from_preset("tiny", seed=0)
+    cached.enable_cache(FirstBlockCacheConfig(threshold=0.5))
+    first = cached("a red ball rolls left", seconds=4, progress=False)
+    again = cached("a red ball rolls left", seconds=4, progress=False)
+    assert np.array_equal(first.frames, again.frames) and first.frames.shape == plain.frames.shape
+    cached.disable_cache()
+    assert np.array_equal(cached("a red ball rolls left", seconds=4, progress=False).frames, plain.frames)
