@@ -155,13 +155,12 @@ def psnr(a, b) -> float:
 
 def headline(aggregate: dict) -> dict:
     """The figures of an evaluate_shapes aggregate that this benchmark prints."""
-    d, q = aggregate["drift"], aggregate["quality"]
-    return {"reentry": aggregate["reentry"]["accuracy"], "reentry_n": f"{aggregate['reentry']['correct']}/"
-            f"{aggregate['reentry']['total']}", "reentry_truth": aggregate["reentry"]["truth_accuracy"],
-            "following": aggregate["following"]["accuracy"], "following_n": f"{aggregate['following']['correct']}/"
-            f"{aggregate['following']['total']}", "bg_first": d["background"]["first"], "bg_end": d["background"]["end"],
-            "obj_first": d["object"]["first"], "obj_end": d["object"]["end"], "palette": q["palette_fraction"],
-            "flicker": q["flicker"], "dynamic": q["dynamic_degree"]}
+    d, q, r, f = aggregate["drift"], aggregate["quality"], aggregate["reentry"], aggregate["following"]
+    return {"reentry": r["accuracy"], "reentry_n": f"{r['correct']}/{r['total']}", "reentry_truth": r["truth_accuracy"],
+            "following": f["accuracy"], "following_n": f"{f['correct']}/{f['total']}",
+            "bg_first": d["background"]["first"], "bg_end": d["background"]["end"], "obj_first": d["object"]["first"],
+            "obj_end": d["object"]["end"], "palette": q["palette_fraction"], "flicker": q["flicker"],
+            "dynamic": q["dynamic_degree"]}
 
 
 def main() -> None:

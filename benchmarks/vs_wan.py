@@ -22,7 +22,8 @@ does not favour either side. Printed, each measured here:
   repetition (after one warm-up call), the ratio per repetition and its median;
 - where each side's clip time goes (seconds per clip, summed over forward calls): the Wan transformer, the VAE
   decode, Owl's state projector, and the world model's vision tower, LMM layers and LM head; the rest is the
-  loop itself (scheduler, noise, frames to uint8 and H.264, the callback);
+  loop itself (scheduler, noise, frames to uint8 and H.264, the callback). On a GPU the timing hooks synchronize
+  at every timed call, on both sides;
 - seconds of video per minute of wall time, for each;
 - peak accelerator memory (max allocated) for Owl's rollouts and for WanPipeline's clips (CUDA only);
 - Owl's loop overhead: rollout time over the time inside its renderer (denoising and decoding).
@@ -127,8 +128,8 @@ class Stopwatch:
 
 def count_clips(clip_latent_frames: int, temporal_scale: int, seconds: float, fps: float) -> int:
     """Clips of a rollout: the opening clip has 4n + 1 frames, every later one 4n (n new latent frames)."""
-    total, first, rest = round(seconds * fps), temporal_scale * clip_latent_frames + 1, temporal_scale * clip_latent_frames
-    return 1 + max(0, -(-(total - first) // rest))
+    rest = temporal_scale * clip_latent_frames
+    return 1 + max(0, -(-(round(seconds * fps) - rest - 1) // rest))
 
 
 PARTS = ("transformer", "VAE decode", "state projector", "world model: vision tower", "world model: LMM layers",
@@ -271,7 +272,8 @@ def main() -> None:
     clip_seconds = r.temporal_scale * cfg.clip_latent_frames / fps  # new video per clip after the first
     out = outs[-1]
     render = out.timings["denoise"] + out.timings["decode"]
-    name = f"stand-in {args.standin}, {args.layers} layer(s), real widths" if args.standin else args.model or args.preset
+    name = (f"stand-in {args.standin}, {args.layers} layer(s), real widths" if args.standin
+            else args.model or args.preset)
     where = torch.cuda.get_device_name(0) if cuda else f"CPU, {torch.get_num_threads()} threads"
     count = lambda module: sum(p.numel() for p in module.parameters()) / 1e6
     rows = [

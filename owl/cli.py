@@ -289,6 +289,13 @@ def cmd_init(args) -> int:
     return 0
 
 
+def _rollout_command(parser: argparse.ArgumentParser, func, settings, **flag_options) -> None:
+    """A command that makes a rollout: its rollout-setting flags (from `RolloutSettings`), the model options."""
+    add_setting_flags(parser, settings, **flag_options)
+    _model_options(parser)
+    parser.set_defaults(func=func)
+
+
 def _model_options(parser) -> None:
     parser.add_argument("--model", help="a saved Owl pipeline folder (default: the session's, else checkpoints/owl-shapes)")
     parser.add_argument("--preset", help="build a random model of a named size instead (tiny)")
@@ -330,9 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                       "or --seed); split across accelerate/torchrun processes")
     gen.add_argument("--out-dir", help="with --batch: folder for the videos and manifest.jsonl")
     gen.add_argument("--retry-failed", action="store_true", help="with --batch: run rows that failed before again")
-    add_setting_flags(gen, GENERATE_SETTINGS)
-    _model_options(gen)
-    gen.set_defaults(func=cmd_generate)
+    _rollout_command(gen, cmd_generate, GENERATE_SETTINGS)
 
     branch = sub.add_parser("branch", help="fork a saved rollout at a clip, with other dynamics",
                             description="Fork a session at clip K: clips 0..K-1 are kept, clips K.. are filmed again. "
@@ -341,11 +346,9 @@ def build_parser() -> argparse.ArgumentParser:
     branch.add_argument("--at", type=int, required=True, metavar="CLIP", help="the first clip to film again (>= 1)")
     branch.add_argument("--dynamics", help='d_{K-1}; d_K; ... separated by ";" (empty or missing = predicted)')
     branch.add_argument("--out", required=True, help="output mp4 of the branch (its session goes beside it)")
-    add_setting_flags(branch, BRANCH_SETTINGS, help={
+    _rollout_command(branch, cmd_branch, BRANCH_SETTINGS, help={
         "seconds": "new total duration (default: the session's)",
         "seed": "reseed at the fork (default: carry the session's generator on)"})
-    _model_options(branch)
-    branch.set_defaults(func=cmd_branch)
 
     extend = sub.add_parser("extend", help="continue a finished rollout or any mp4 by N seconds",
                             description="Continue a finished session, or any video (read with decord: its clips "
@@ -356,9 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
     extend.add_argument("--dynamics", help='dynamics of the new clips, separated by ";" (empty = predicted)')
     extend.add_argument("--prompt", help="a video source only: text placed before the video in the world model")
     extend.add_argument("--out", required=True, help="output mp4: the source followed by the new clips")
-    add_setting_flags(extend, EXTEND_SETTINGS, required=("seconds",), help={"seconds": "seconds to add"})
-    _model_options(extend)
-    extend.set_defaults(func=cmd_extend)
+    _rollout_command(extend, cmd_extend, EXTEND_SETTINGS, required=("seconds",), help={"seconds": "seconds to add"})
 
     init = sub.add_parser("init", help="make an Owl model from a Qwen-VL folder and a Wan folder",
                           description="Assemble an Owl model around published checkpoints: a transformers Qwen2-VL, "

@@ -62,3 +62,11 @@ def run_command(func, args) -> int:
     except KeyboardInterrupt:
         print("owl: interrupted; nothing was left at the output path", file=sys.stderr)
         return 130
+
+
+def command_group(subparsers, name: str, help: str, description: str, commands: list[str]):
+    """`owl NAME COMMAND ...`: the group's parser and the subparsers its commands are added to (one is required)."""
+    group = subparsers.add_parser(name, help=help, description=description)
+    sub = group.add_subparsers(dest=f"{name}_command", metavar="{" + ",".join(commands) + "}")
+    sub.required = True
+    return group, sub

@@ -123,3 +123,10 @@ def remove_stale_temporaries(folder: Path, stem: str | None = None) -> None:
             f.unlink(missing_ok=True)
         except PermissionError:  # alive, another user's
             pass
+
+
+def read_text(path: Path, missing: str) -> str:
+    """The text of the file at `path`; `OwlError(missing)` when there is no such file."""
+    if not path.is_file():
+        raise OwlError(missing)
+    return path.read_text()

@@ -28,8 +28,9 @@ import torch
 from torch import nn
 
 from owl.clip_grid import ClipGrid
-from owl.config import RendererConfig, load_json, save_json
+from owl.config import RendererConfig, load_json
 from owl.errors import OwlError
+from owl.weights import load_part_weights, save_part
 
 
 class Interrupted(Exception):
@@ -269,22 +270,12 @@ class Renderer(nn.Module):
     def save_pretrained(self, path: str | Path) -> None:
         """`path/` gets config.json + model.safetensors (the projector and null state); the transformer, VAE and
         scheduler go in sibling folders written by diffusers."""
-        from safetensors.torch import save_file
-
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        save_json(self.config, path / "config.json")
-        save_file({k: v.detach().contiguous().cpu() for k, v in self.projector.state_dict().items()}, path / "model.safetensors")
+        save_part(path, self.config, self.projector.state_dict())
 
     @classmethod
     def from_parts(cls, transformer, vae, scheduler, path: str | Path) -> "Renderer":
-        from owl.world_model import _load_safetensors, _load_strict
-
-        path = Path(path)
-        config = load_json(RendererConfig, path / "config.json")
-        renderer = cls(transformer, vae, scheduler, config)
-        weights = _load_safetensors(path / "model.safetensors")
-        _load_strict(renderer.projector, dict(renderer.projector.named_parameters()), weights, path)
+        renderer = cls(transformer, vae, scheduler, load_json(RendererConfig, Path(path) / "config.json"))
+        load_part_weights(path, dict(renderer.projector.named_parameters()))
         return renderer
 
 

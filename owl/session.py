@@ -51,7 +51,7 @@ import torch
 
 from owl.clip_sources import Replay
 from owl.errors import OwlError
-from owl.files import is_temporary, remove_stale_temporaries, write_bytes_atomic
+from owl.files import is_temporary, read_text, remove_stale_temporaries, write_bytes_atomic
 from owl.rollout import ClipRecord, ClipStep, RolloutSettings
 from owl.video_io import VideoWriter
 
@@ -115,11 +115,9 @@ class SessionFolder:
         path = Path(path)
         if not path.is_dir():
             raise OwlError(f"session not found: {str(path)!r} (a session is the folder beside a video, e.g. out.session)")
-        file = path / SESSION_FILE
-        if not file.is_file():
-            raise OwlError(f"{str(path)!r} is not an Owl session: it has no {SESSION_FILE}")
         try:
-            meta = json.loads(file.read_text())
+            meta = json.loads(read_text(path / SESSION_FILE, f"{str(path)!r} is not an Owl session: it has no "
+                                                            f"{SESSION_FILE}"))
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise OwlError(f"session {str(path)!r} is damaged: {SESSION_FILE} is not valid JSON") from exc
         _check_meta(meta, path)

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from owl.errors import OwlError
+from owl.files import read_text
 
 SEGMENT_KEYS = ("start", "end", "duration", "dynamics")
 SCRIPT_KEYS = ("dynamics", "segments")
@@ -128,11 +129,8 @@ def read_script(path: str | Path) -> list[str] | Timeline:
     """Read a JSON or YAML script file: a list of dynamics texts or a `Timeline`."""
     import yaml
 
-    p = Path(path)
-    if not p.is_file():
-        raise OwlError(f"script not found: {str(path)!r}")
     try:
-        data = yaml.safe_load(p.read_text())
+        data = yaml.safe_load(read_text(Path(path), f"script not found: {str(path)!r}"))
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise OwlError(f"script {str(path)!r} is neither valid JSON nor YAML: {str(exc).splitlines()[0]}") from exc
     return parse_script(data, f"script {str(path)!r}")

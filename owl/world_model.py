@@ -31,8 +31,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from owl.config import WorldModelConfig, load_json, save_json
+from owl.config import WorldModelConfig, load_json
 from owl.errors import OwlError
+from owl.weights import load_part_weights, save_part
 
 
 @dataclass
@@ -258,21 +259,13 @@ class WorldModel(nn.Module):
     def save_pretrained(self, path: str | Path) -> None:
         """`path/` gets config.json + model.safetensors (the queries); the LMM, tokenizer and processor go in
         sibling folders `vlm/`, `tokenizer/`, `image_processor/` written by their own libraries."""
-        from safetensors.torch import save_file
-
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        save_json(self.config, path / "config.json")
-        save_file({"state_queries": self.state_queries.detach().contiguous().cpu()}, path / "model.safetensors")
+        save_part(path, self.config, {"state_queries": self.state_queries})
 
     @classmethod
     def from_parts(cls, vlm, tokenizer, image_processor, path: str | Path) -> "WorldModel":
         """Load Owl's part from `path/` (see `save_pretrained`) around an already loaded LMM."""
-        path = Path(path)
-        config = load_json(WorldModelConfig, path / "config.json")
-        model = cls(vlm, tokenizer, image_processor, config)
-        weights = _load_safetensors(path / "model.safetensors")
-        _load_strict(model, {"state_queries": model.state_queries}, weights, path)
+        model = cls(vlm, tokenizer, image_processor, load_json(WorldModelConfig, Path(path) / "config.json"))
+        load_part_weights(path, {"state_queries": model.state_queries})
         return model
 
 
@@ -287,33 +280,6 @@ def _cache_argument(cls: type) -> str:
     """The name of the KV-cache argument of a language model's forward: `cache` since transformers 5.24 (which
     deprecates `past_key_values`), `past_key_values` before. Read from the signature, so both work without a warning."""
     return "cache" if "cache" in inspect.signature(cls.forward).parameters else "past_key_values"
-
-
-def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    if not path.is_file():
-        raise OwlError(f"missing weights file: {str(path)!r}")
-    try:
-        return load_file(path)
-    except (SafetensorError, OSError) as exc:
-        raise OwlError(f"cannot read weights {str(path)!r}: {exc}") from exc
-
-
-def _load_strict(module: nn.Module, params: dict[str, torch.Tensor], weights: dict[str, torch.Tensor], path: Path) -> None:
-    """Copy `weights` into `params`, refusing missing, unexpected or mis-shaped tensors with one line."""
-    missing = sorted(set(params) - set(weights))
-    unexpected = sorted(set(weights) - set(params))
-    if missing or unexpected:
-        raise OwlError(f"weights in {str(path)!r} do not match the config: missing {missing}, unexpected {unexpected}")
-    for name, param in params.items():
-        if tuple(weights[name].shape) != tuple(param.shape):
-            raise OwlError(
-                f"weights in {str(path)!r} do not match the config: {name} has shape {tuple(weights[name].shape)}, "
-                f"config needs {tuple(param.shape)}")
-        with torch.no_grad():
-            param.copy_(weights[name])
 
 
 @dataclass

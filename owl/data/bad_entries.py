@@ -11,7 +11,9 @@ ids and reasons, or, with `skip_invalid=True`, returns the ids to drop and says 
 
 from __future__ import annotations
 
+import json
 import warnings
+from pathlib import Path
 
 from owl.errors import OwlError, OwlWarning
 
@@ -45,3 +47,18 @@ class BadEntries:
         more = f" (and {len(self.problems) - SHOWN} more)" if len(self.problems) > SHOWN else ""
         raise OwlError(f"{self.source}: {len(self.problems)} invalid {what}: {shown}{more}; "
                        f"pass skip_invalid=True (--skip-invalid) to skip them")
+
+
+def jsonl_values(path: Path, bad: BadEntries, label=lambda n: f"line {n}") -> list[tuple[int, object]]:
+    """The values of a JSON Lines file with their line numbers, blank lines skipped; a malformed line is a bad
+    entry named `label(number)`."""
+    values = []
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                values.append((number, json.loads(line)))
+            except json.JSONDecodeError as exc:
+                bad.add(label(number), f"malformed JSON: {exc.msg}")
+    return values

@@ -33,7 +33,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from owl.data.bad_entries import BadEntries
+from owl.data.bad_entries import BadEntries, jsonl_values
 from owl.errors import OwlError
 
 
@@ -354,14 +354,6 @@ def load_vript(path: Path, bad: BadEntries, field: str = "content") -> list[Capt
                 continue
             videos.extend(vript_videos(data, file, bad, field))
             continue
-        items = []
-        with open(file, encoding="utf-8") as f:
-            for number, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    items.append(json.loads(line))
-                except json.JSONDecodeError as exc:
-                    bad.add(f"{file.name}:{number}", f"malformed JSON: {exc.msg}")
+        items = [value for _, value in jsonl_values(file, bad, lambda number: f"{file.name}:{number}")]
         videos.extend(vript_videos(items, file, bad, field))
     return videos

@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
-from owl.data.bad_entries import BadEntries
+from owl.data.bad_entries import BadEntries, jsonl_values
 from owl.data.caption_files import parse_time
 from owl.errors import OwlError, OwlWarning
 from owl.video_io import ReaderCache, read_span, thwc_to_cthw, video_info
@@ -51,19 +51,11 @@ def read_table(path: Path, bad: BadEntries) -> list[tuple[str, dict]]:
             return [(f"row {n}", row) for n, row in enumerate(csv.DictReader(f), 1)]
     if suffix == ".jsonl":
         rows = []
-        with open(path, encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    bad.add(f"line {n}", f"malformed JSON: {exc.msg}")
-                    continue
-                if isinstance(row, dict):
-                    rows.append((f"line {n}", row))
-                else:
-                    bad.add(f"line {n}", "not a JSON object")
+        for n, row in jsonl_values(path, bad):
+            if isinstance(row, dict):
+                rows.append((f"line {n}", row))
+            else:
+                bad.add(f"line {n}", "not a JSON object")
         return rows
     if suffix == ".json":
         try:

@@ -17,6 +17,7 @@ import dataclasses
 import sys
 import time
 
+from owl.console import command_group
 from owl.errors import OwlError
 
 
@@ -60,10 +61,8 @@ def add_data_commands(subparsers) -> argparse.ArgumentParser:
     """Add `data shapes` and `data scan` to an argparse subparsers object; returns the `data` parser."""
     from owl.data.scan import ScanSettings
 
-    data = subparsers.add_parser("data", help="make and prepare training data",
-                                 description="Make and prepare training data.")
-    commands = data.add_subparsers(dest="data_command", metavar="{shapes,scan}")
-    commands.required = True
+    data, commands = command_group(subparsers, "data", "make and prepare training data",
+                                   "Make and prepare training data.", ["shapes", "scan"])
 
     shapes = commands.add_parser("shapes", help="generate a Shapes World set (videos, captions, tracks, scenarios)",
                                  description="Generate Shapes World: procedural videos of coloured shapes with dense "

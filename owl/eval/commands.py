@@ -20,6 +20,7 @@ import json
 import sys
 from pathlib import Path
 
+from owl.console import command_group
 from owl.errors import OwlError
 from owl.settings import add_setting_flags, check_setting_flags, given_setting_flags, setting_values
 
@@ -130,10 +131,8 @@ def _positive_int(text: str) -> int:  # --limit (the rollout settings are checke
 
 def add_eval_commands(subparsers) -> argparse.ArgumentParser:
     """Add `eval shapes` to an argparse subparsers object; returns the `eval` parser."""
-    evaluate = subparsers.add_parser("eval", help="measure a model on Shapes World scenarios",
-                                     description="Measure consistency, dynamics following, drift and frame quality.")
-    commands = evaluate.add_subparsers(dest="eval_command", metavar="{shapes}")
-    commands.required = True
+    evaluate, commands = command_group(subparsers, "eval", "measure a model on Shapes World scenarios",
+                                       "Measure consistency, dynamics following, drift and frame quality.", ["shapes"])
     shapes = commands.add_parser(
         "shapes", help="generate Shapes World scenarios with a model and measure them from the pixels",
         description="Generate each scenario (first frame, prompt, scripted dynamics) with a saved Owl pipeline and "
