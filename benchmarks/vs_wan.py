@@ -126,12 +126,6 @@ class Stopwatch:
         return dict(self.totals)
 
 
-def count_clips(clip_latent_frames: int, temporal_scale: int, seconds: float, fps: float) -> int:
-    """Clips of a rollout: the opening clip has 4n + 1 frames, every later one 4n (n new latent frames)."""
-    rest = temporal_scale * clip_latent_frames
-    return 1 + max(0, -(-(round(seconds * fps) - rest - 1) // rest))
-
-
 PARTS = ("transformer", "VAE decode", "state projector", "world model: vision tower", "world model: LMM layers",
          "world model: LM head")
 
@@ -159,6 +153,9 @@ def main() -> None:
     parser.add_argument("--tokenizer", metavar="DIR", help="with --preset: the real LMM's folder (its tokenizer "
                         "and special-token ids); default: Owl's built-in tokenizer (the timings do not change)")
     parser.add_argument("--prompt", default="a red circle enters from the left.")
+    parser.add_argument("--given-dynamics", metavar="TEXT", help="give every clip transition this text, so the LMM "
+                        "reads (observations, dynamics, state) but writes nothing: a random-weights LMM never "
+                        "emits its end token and writes max_dynamics_tokens every clip, a trained one a few")
     args = parser.parse_args()
     if args.threads:  # before torch starts its thread pools
         os.environ["OMP_NUM_THREADS"] = str(args.threads)
@@ -232,7 +229,7 @@ def main() -> None:
         return took
 
     wan_clip()  # warm-up: kernels, allocator
-    num_clips = count_clips(cfg.clip_latent_frames, r.temporal_scale, args.seconds, fps)
+    num_clips = r.grid.count(r.grid.total_frames(args.seconds, fps))
     reps, owl_parts, wan_parts, outs = [], [], [], []
     owl_peak = wan_peak = 0.0
     for _ in range(args.repeats):
@@ -252,8 +249,10 @@ def main() -> None:
             sync()
             snaps.append(watch.snapshot())
             start = time.perf_counter()
+            dynamics = [args.given_dynamics] * (num_clips - 1) if args.given_dynamics else None
             out = pipe(args.prompt, seconds=args.seconds, fps=fps, num_inference_steps=steps, seed=0,
-                       output=Path(tmp) / "owl.mp4", progress=False, callback=on_clip)
+                       output=Path(tmp) / "owl.mp4", progress=False, callback=on_clip,
+                       dynamics=dynamics)
         outs.append(out)
         if cuda:
             owl_peak = max(owl_peak, torch.cuda.max_memory_allocated() / 2**30)

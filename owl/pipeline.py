@@ -451,6 +451,12 @@ class OwlPipeline:
             self._on_step = None
 
     @property
+    def current_timestep(self):
+        """The denoising step under way (None between steps), as diffusers' pipelines expose it: cache hooks
+        such as PyramidAttentionBroadcast take `current_timestep_callback=lambda: pipe.current_timestep`."""
+        return self.renderer.current_timestep
+
+    @property
     def interrupt(self) -> bool:
         """True once a callback has asked the rollout to stop (`pipe._interrupt = True`), as in diffusers."""
         return self._interrupt

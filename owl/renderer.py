@@ -63,6 +63,7 @@ class Renderer(nn.Module):
         self.scheduler = scheduler
         self.config = config
         self.projector = projector or StateProjector(config.num_queries, config.state_dim, transformer.config.text_dim)
+        self.current_timestep: torch.Tensor | None = None  # the denoising step under way, while one is
         self.temporal_scale = int(vae.config.scale_factor_temporal)
         self.spatial_scale = int(vae.config.scale_factor_spatial)
         z = vae.config.z_dim
@@ -164,11 +165,12 @@ class Renderer(nn.Module):
                                 return_dict=False)[0].float()
 
     def guided_flow(self, latents, t, cond, uncond, num_context, guidance_scale: float) -> torch.Tensor:
-        """Classifier-free guidance: uncond + g * (cond - uncond), both halves in one batch."""
+        """Classifier-free guidance: uncond + g * (cond - uncond), both halves in one batch, the unconditional half
+        first as in diffusers' pipelines (cache hooks such as FasterCache rely on that order)."""
         if guidance_scale == 1.0:
             return self.predict_flow(latents, t, cond, num_context)
-        both = self.predict_flow(latents.repeat(2, 1, 1, 1, 1), t, torch.cat([cond, uncond]), num_context)
-        flow_cond, flow_uncond = both.chunk(2)
+        both = self.predict_flow(latents.repeat(2, 1, 1, 1, 1), t, torch.cat([uncond, cond]), num_context)
+        flow_uncond, flow_cond = both.chunk(2)
         return flow_uncond + guidance_scale * (flow_cond - flow_uncond)
 
     # --- training -------------------------------------------------------------------------------------------
@@ -244,11 +246,13 @@ class Renderer(nn.Module):
             self.transformer._reset_stateful_cache()
         for i, t in enumerate(scheduler.timesteps):
             model_input = latents if context is None else torch.cat([context.to(latents), latents], dim=2)
+            self.current_timestep = t  # what diffusers' pipelines expose to cache hooks (PAB, FasterCache)
             with self._cache_step(cached, i, scheduler):
                 flow = self.guided_flow(model_input, t, cond, uncond, c, guidance_scale)[:, :, c:]
             latents = scheduler.step(flow, t, latents, return_dict=False)[0]
             if on_step is not None:
                 latents = on_step(i, t, latents)
+        self.current_timestep = None
         denoised = time.perf_counter()
 
         # 5. Decode the whole sequence (the causal VAE needs the context to continue smoothly), keep the new part.

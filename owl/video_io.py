@@ -54,6 +54,10 @@ class VideoWriter:
 
         with VideoWriter("out.mp4", fps=8) as writer:
             writer.append(frames_thwc)
+
+    Encoding runs on a thread of its own, so the loop films the next clip while ffmpeg takes this one (at most
+    two appended chunks wait, so memory stays flat); an encoding error is raised by the next `append` or by
+    `close`. Appended arrays must not be changed afterwards.
     """
 
     def __init__(self, path: str | os.PathLike, fps: float, quality: int = 8):
@@ -64,12 +68,18 @@ class VideoWriter:
         self.tmp_path = temporary_path(self.path)
         self._writer = None
         self._size: tuple[int, int] | None = None
+        self._queue = None
+        self._thread = None
+        self._error: BaseException | None = None
 
     def append(self, frames_thwc: np.ndarray) -> None:
         """Append frames (T, H, W, 3) uint8; every call must keep the first call's H and W."""
         if frames_thwc.ndim != 4 or frames_thwc.shape[-1] != 3 or frames_thwc.dtype != np.uint8:
             raise ValueError(f"frames must be uint8 (T, H, W, 3), got {frames_thwc.dtype} {tuple(frames_thwc.shape)}")
         if self._writer is None:
+            import queue
+            import threading
+
             import imageio
 
             self._size = frames_thwc.shape[1:3]
@@ -78,16 +88,45 @@ class VideoWriter:
                 self.tmp_path, format="FFMPEG", mode="I", fps=self.fps, codec="libx264",
                 quality=self.quality, pixelformat="yuv420p", macro_block_size=1,
             )
+            self._queue = queue.Queue(maxsize=2)
+            self._thread = threading.Thread(target=self._encode, name="owl-video-writer", daemon=True)
+            self._thread.start()
         if frames_thwc.shape[1:3] != self._size:
             raise ValueError(f"frame size changed from {self._size} to {frames_thwc.shape[1:3]}")
-        for frame in frames_thwc:
-            self._writer.append_data(frame)
+        self._raise_error()
+        self._queue.put(frames_thwc)
         self.num_frames += len(frames_thwc)
+
+    def _encode(self) -> None:
+        """The encoding thread: write each queued chunk until None arrives; keep the first error."""
+        while (chunk := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    for frame in chunk:
+                        self._writer.append_data(frame)
+                except BaseException as exc:  # raised in the caller's thread by append or close
+                    self._error = exc
+
+    def _raise_error(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def _finish_encoding(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
 
     def close(self) -> Path:
         """Finish the file and move it into place; returns the final path."""
         if self._writer is None:
             raise ValueError("no frames were written")
+        self._finish_encoding()
+        try:
+            self._raise_error()
+        except BaseException:
+            self.abort()
+            raise
         self._writer.close()
         self._writer = None
         try:
@@ -99,6 +138,7 @@ class VideoWriter:
 
     def abort(self) -> None:
         """Drop the partial file; the target path is left untouched."""
+        self._finish_encoding()
         if self._writer is not None:
             try:
                 self._writer.close()

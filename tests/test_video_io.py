@@ -176,6 +176,29 @@ def test_writer_is_atomic(tmp_path):
         VideoWriter(tmp_path / "out.avi", fps=8)
 
 
+def test_writer_encodes_in_order_and_reports_an_encoding_error(tmp_path):
+    """Encoding runs on the writer's thread: chunks arrive in order, and an error there surfaces in the caller
+    (at the next append or at close), leaving nothing at the target."""
+    target = tmp_path / "out.mp4"
+    with VideoWriter(target, fps=8) as writer:
+        for start in range(0, 12, 3):
+            writer.append(index_frames(12, 16, 16)[start : start + 3])
+    assert decode_index(read_video(target)[0]).tolist() == list(range(12))
+
+    broken = tmp_path / "broken.mp4"
+    with pytest.raises(OSError, match="disk full"):
+        with VideoWriter(broken, fps=8) as writer:
+            writer.append(index_frames(4, 16, 16))
+
+            def fail(frame):
+                raise OSError("disk full")
+
+            writer._writer.append_data = fail
+            for _ in range(4):  # the error is raised by an append once the thread has met it, else by close
+                writer.append(index_frames(4, 16, 16))
+    assert not broken.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4"]
+
+
 def test_reader_cache_is_lazy_and_never_pickled(index_video):
     cache = ReaderCache(max_open=2)
     first = cache.get(index_video)
