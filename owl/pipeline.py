@@ -451,6 +451,13 @@ class OwlPipeline:
             self._on_step = None
 
     @property
+    def components(self) -> dict:
+        """Every component by its folder name (`COMPONENTS`), as diffusers' `pipe.components`."""
+        wm, r = self.world_model, self.renderer
+        return {"world_model": wm, "vlm": wm.vlm, "tokenizer": wm.tokenizer, "image_processor": wm.image_processor,
+                "renderer": r, "transformer": r.transformer, "vae": r.vae, "scheduler": r.scheduler}
+
+    @property
     def current_timestep(self):
         """The denoising step under way (None between steps), as diffusers' pipelines expose it: cache hooks
         such as PyramidAttentionBroadcast take `current_timestep_callback=lambda: pipe.current_timestep`."""
