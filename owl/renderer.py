@@ -50,7 +50,14 @@ class StateProjector(nn.Module):
         return self.proj(states.to(self.null_state.dtype))
 
     def null(self, batch: int) -> torch.Tensor:
-        return self.proj(self.null_state).expand(batch, -1, -1)
+        """The projected null state (B, Q, text_dim). Outside training it is projected once and kept until a
+        weight changes (in place or by a move): every clip needs it."""
+        if torch.is_grad_enabled():
+            return self.proj(self.null_state).expand(batch, -1, -1)
+        key = tuple((p.data_ptr(), p._version) for p in self.parameters())
+        if getattr(self, "_null", (None,))[0] != key:
+            self._null = (key, self.proj(self.null_state))
+        return self._null[1].expand(batch, -1, -1)
 
 
 class Renderer(nn.Module):

@@ -269,3 +269,35 @@ def test_group_offload_and_cache_hook_run_the_loop(tiny_pipe):
     assert np.array_equal(first.frames, again.frames) and first.frames.shape == plain.frames.shape
     cached.disable_cache()
     assert np.array_equal(cached("a red ball rolls left", seconds=4, progress=False).frames, plain.frames)
+
+
+def test_a_clip_source_is_one_class(tiny_pipe):
+    """rollout() takes its clips from any object with prefix, given, check and clip: here every clip is a grey
+    still the renderer never films, and the loop still observes, acts and stitches them on the grid."""
+    from owl.clip_sources import Clip
+    from owl.rollout import RolloutSettings, rollout
+
+    r = tiny_pipe.renderer
+
+    class Stills:
+        def prefix(self, total):
+            return 0, 0
+
+        def given(self, t, planned):
+            return planned
+
+        def check(self, t, text):
+            pass
+
+        def clip(self, t, state, context, generator, timings):
+            frames = np.full((r.grid.clip_frames(t == 0), 64, 64, 3), 16 * t, np.uint8)
+            return Clip(frames, frames[-2:], torch.zeros(1, r.vae.config.z_dim, 1, 8, 8), source="video")
+
+    settings = RolloutSettings(seconds=6, fps=8, height=64, width=64, num_inference_steps=2, guidance_scale=1.0)
+    chunks = []
+    board = rollout(tiny_pipe.world_model, r, "a grey room", settings, chunks.append, source=Stills(),
+                    dynamics=["the light dims.", None], progress=False)
+    video = np.concatenate(chunks)
+    assert len(video) == 48 and [c.start * 8 for c in board.clips] == r.grid.starts(48)
+    assert [int(video[int(c.start * 8)].max()) for c in board.clips] == [0, 16, 32]
+    assert board.clips[1].dynamics == "the light dims." and board.clips[2].predicted

@@ -147,3 +147,17 @@ def test_shapes_vae4_films_16_by_16_latents_with_as_many_tokens_as_shapes():
         patch = PRESETS[name].transformer["patch_size"]
         tokens[name] = (latents.shape[-2] // patch[1]) * (latents.shape[-1] // patch[2])
     assert tokens == {"shapes": 16, "shapes-vae4": 16}
+
+
+def test_null_state_projection_is_kept_until_a_weight_changes():
+    import torch
+
+    from owl.renderer import StateProjector
+
+    projector = StateProjector(num_queries=3, state_dim=8, text_dim=16)
+    with torch.no_grad():
+        first = projector.null(2)
+        assert first.shape == (2, 3, 16) and projector.null(1)[0].data_ptr() == first[0].data_ptr()  # kept
+        projector.null_state.add_(1.0)  # a weight changed in place: projected again
+        torch.testing.assert_close(projector.null(1)[0], projector.proj(projector.null_state))
+    assert projector.null(1).requires_grad  # training: always projected afresh, with gradients

@@ -135,19 +135,26 @@ def test_bounded_cache_matches_recomputing_the_window(tiny_pipe, bounds):
     assert (cached[-1] - unbounded[-1]).abs().max() > 1e-4  # the bound does change what the state sees
 
 
-def test_bounded_history_stays_within_its_bound(tiny_pipe):
-    wm = tiny_pipe.world_model
-    session = wm.session(max_observations=2, max_steps=3)
+def history_sizes(session, steps: int = 12, check=lambda session: None) -> list[int]:
+    """Tokens the history holds past the opening context after each of `steps` loop steps (given dynamics)."""
     session.start("a red ball rolls left")
     sizes = []
-    for t in range(12):
+    for t in range(steps):
         session.read_state()
         session.observe(clip(t))
         session.act("the ball moves right.")
-        sizes.append(session.num_tokens)
+        sizes.append(session.num_tokens - session.blocks[0].length)
+        check(session)
+    return sizes
+
+
+def test_bounded_history_stays_within_its_bound(tiny_pipe):
+    def within(session):
         assert sum(b.kind == "observation" for b in session.blocks) <= 2
         assert len({b.step for b in session.blocks if b.kind != "context"}) <= 3
         assert session.cache.get_seq_length() == session.num_tokens
+
+    sizes = history_sizes(tiny_pipe.world_model.session(max_observations=2, max_steps=3), check=within)
     assert max(sizes[4:]) == min(sizes[4:])  # flat once the window is full
 
 
@@ -193,16 +200,30 @@ def test_default_memory_is_flat_within_a_quarter_of_the_context(tiny_pipe, monke
     rollout's history stops growing; 0 keeps everything."""
     wm = tiny_pipe.world_model
     monkeypatch.setattr(wm.vlm.config.get_text_config(), "max_position_embeddings", 1024)
-    sizes = {}
-    for bound in (None, 0):
-        session = wm.session(max_observations=bound, max_steps=bound)
-        session.start("a red ball rolls left")
-        history = []
-        for t in range(12):
-            session.read_state()
-            session.observe(clip(t))
-            session.act("the ball moves right.")
-            history.append(session.num_tokens - session.blocks[0].length)  # past the opening context
-        sizes[bound] = history
+    sizes = {bound: history_sizes(wm.session(max_observations=bound, max_steps=bound)) for bound in (None, 0)}
     assert max(sizes[None]) <= 1024 // 4 and sizes[None][-1] == sizes[None][-4]  # flat, within the budget
     assert sizes[0] == sorted(sizes[0]) and sizes[0][-1] > 1024 // 4  # keep all: it grows past it
+
+
+def test_a_memory_is_one_class(tiny_pipe):
+    """A memory is any object with restart(kind) and keep(blocks, step): the last-clip baseline as an object gives
+    the states of memory="last", and a new rule (the opening and the last two steps) bounds the history."""
+    from owl.memory import LastClip
+
+    wm = tiny_pipe.world_model
+    dynamics = ["the ball moves right.", "the ball stops.", "the ball moves up."]
+    named, _ = run_steps(wm.session(memory="last"), 3, dynamics)
+    as_object, _ = run_steps(wm.session(memory=LastClip()), 3, dynamics)
+    for a, b in zip(named, as_object):
+        torch.testing.assert_close(a, b)
+
+    class LastTwoSteps:
+        def restart(self, kind):
+            return False
+
+        def keep(self, blocks, step):
+            return [b for b in blocks if b.kind == "context" or b.step >= step - 1]
+
+    session = wm.session(memory=LastTwoSteps())
+    run_steps(session, 6, dynamics * 2)
+    assert {b.step for b in session.blocks if b.kind != "context"} == {5, 6}
