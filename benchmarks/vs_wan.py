@@ -9,7 +9,8 @@
 and Wan2.1-T2V-1.3B or Wan2.2-TI2V-5B folders (the published layouts) at the real widths of every part (the LMM,
 its vision tower, the Wan transformer and VAE, the 4096-wide condition), with --layers layers in each of the three
 transformers (the real ones have 36, 32 and 30: one count for all keeps their proportions), assembled by
-`owl init` into an Owl folder at --size x --size with clips of --clip-seconds. Weights are random.
+`owl init` into an Owl folder at --size x --size with clips of --clip-seconds and key frames of --key-frame-size
+(by default the frame size, as at real size). Weights are random.
 
 Owl films a rollout of --seconds (text-to-video, the LMM predicting the dynamics), streamed to a temporary mp4
 as the CLI does. WanPipeline, built from the very same transformer, VAE and scheduler (no text encoder: it is
@@ -63,10 +64,11 @@ STANDIN_VDM = {
 }
 
 
-def build_standin(kind: str, layers: int, size: int, clip_seconds: float, folder: Path) -> Path:
+def build_standin(kind: str, layers: int, size: int, clip_seconds: float, folder: Path,
+                  key_frame_size: int) -> Path:
     """Write the stand-in LMM and Wan folders under `folder` and assemble them with `owl init`; the Owl folder.
     A folder already built with the same settings is reused."""
-    out = folder / f"owl-{kind}-{layers}l-{size}px-{clip_seconds:g}s"
+    out = folder / f"owl-{kind}-{layers}l-{size}px-{clip_seconds:g}s-{key_frame_size}kf"
     if (out / "model_index.json").is_file():
         return out
     sys.path.insert(0, str(ROOT))  # tests/ is not an installed package
@@ -82,7 +84,8 @@ def build_standin(kind: str, layers: int, size: int, clip_seconds: float, folder
     make, name, transformer, vae = STANDIN_VDM[kind]
     vdm = getattr(standins, make)(folder / name, transformer={**transformer, "num_layers": layers}, vae=vae)
     code = owl_main(["init", "--lmm", str(lmm), "--vdm", str(vdm), "--out", str(out), "--height", str(size),
-                     "--width", str(size), "--clip-seconds", f"{clip_seconds:g}", "--dtype", "float32"])
+                     "--width", str(size), "--clip-seconds", f"{clip_seconds:g}", "--dtype", "float32",
+                     "--key-frame-size", str(key_frame_size)])
     if code:
         sys.exit(f"owl init failed ({code})")
     return out
@@ -139,6 +142,10 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=1, help="with --standin: layers of the LMM, of its vision "
                         "tower and of the Wan transformer (default 1)")
     parser.add_argument("--size", type=int, default=64, help="with --standin: frame height and width (default 64)")
+    parser.add_argument("--key-frame-size", type=int, default=0,
+                        help="with --standin: side of the key frames in the vision tower (default: the largest "
+                             "multiple of 28 up to --size, as the real 448 is to 480 x 832 frames; `owl init`'s own "
+                             "default of 448 would read 64 x 64 frames blown up 7x)")
     parser.add_argument("--clip-seconds", type=float, default=1.0,
                         help="with --standin: seconds each clip adds, at the Wan model's frame rate (default 1)")
     parser.add_argument("--standin-dir", metavar="DIR", help="with --standin: build (or reuse) the folders here "
@@ -184,7 +191,9 @@ def main() -> None:
             else:
                 scratch = tempfile.TemporaryDirectory(prefix="owl-standin-")
                 folder = Path(scratch.name)
-            args.model = str(build_standin(args.standin, args.layers, args.size, args.clip_seconds, folder))
+            key_frame_size = args.key_frame_size or max(28, args.size // 28 * 28)
+            args.model = str(build_standin(args.standin, args.layers, args.size, args.clip_seconds, folder,
+                                           key_frame_size))
         if args.model:
             pipe = OwlPipeline.from_pretrained(args.model, device=device, torch_dtype=dtype)
         else:
