@@ -41,8 +41,8 @@ def parse_dynamics(text: str | None) -> list[str | None] | None:
 
 def pick_device(device: str):
     """"auto": this process's GPU (LOCAL_RANK under accelerate / torchrun) when CUDA is there, else the CPU; a
-    device this machine lacks is a one-line error (`owl.pipeline.resolve_device`)."""
-    from owl.pipeline import resolve_device
+    device this machine lacks is a one-line error (`owl.loading.resolve_device`)."""
+    from owl.loading import resolve_device
 
     return resolve_device(device)
 
@@ -50,7 +50,7 @@ def pick_device(device: str):
 def check_options(args) -> None:
     """Everything a video command can check before a model loads: the settings, the model folder and the output
     path (`owl generate` opens its image before loading too)."""
-    from owl.pipeline import check_model_folder
+    from owl.loading import check_model_folder
     from owl.files import check_output
 
     check_setting_flags(args)
@@ -141,7 +141,7 @@ def cmd_generate(args) -> int:
     if args.out_dir is not None or args.retry_failed:
         raise OwlError(f"{' '.join(_given(args, ('out_dir', 'retry_failed')))} goes with --batch; a single video "
                        "takes --out")
-    from owl.pipeline import open_image
+    from owl.loading import open_image
     from owl.session import session_path
     from owl.timeline import read_script
 

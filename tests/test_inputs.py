@@ -51,7 +51,7 @@ def broken_model(tmp_path):
     """A folder that passes the index check but whose weights cannot load: a command that reports a settings or
     output mistake with it has checked that before loading."""
     folder = tmp_path / "model"
-    from owl.pipeline import COMPONENTS
+    from owl.loading import COMPONENTS
 
     for name in COMPONENTS:
         (folder / name).mkdir(parents=True)

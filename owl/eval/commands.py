@@ -45,7 +45,7 @@ def _shapes(args: argparse.Namespace) -> int:
     if not args.ground_truth and args.model is None:
         raise OwlError("give --model DIR (a saved Owl pipeline), or --ground-truth to measure the real videos")
     from owl.cli import pick_device
-    from owl.pipeline import check_model_folder
+    from owl.loading import check_model_folder
 
     check_setting_flags(args)  # the rollout settings, the device and the model folder: before anything loads
     device = pick_device(args.device)
@@ -71,7 +71,8 @@ def _probe(args: argparse.Namespace, filming: list[str]) -> int:
     """`owl eval shapes --probe`: fit the memory probe on --probe-train, score it on --scenarios, both memories."""
     from owl.cli import pick_device
     from owl.eval.probe import format_probe, probe_memory
-    from owl.pipeline import OwlPipeline, check_model_folder
+    from owl.loading import check_model_folder
+    from owl.pipeline import OwlPipeline
 
     other = [flag for flag, value in (("--ground-truth", args.ground_truth), ("--reconstruct", args.reconstruct))
              if value]
