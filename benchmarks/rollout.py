@@ -2,6 +2,7 @@
 
     python benchmarks/rollout.py                       # the shipped model (checkpoints/owl-shapes)
     python benchmarks/rollout.py --preset tiny --seconds 96 --short 24
+    python benchmarks/rollout.py --repeats 3            # three pairs of fresh processes, each figure their median
 
 Every figure is a ratio of two measurements taken in this one run (these machines are noisy):
 - per-clip cost: the time of the last clip of a long rollout over the time of clip 2 (index 1), and the mean
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -67,7 +69,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=96.0, help="the long rollout")
     parser.add_argument("--short", type=float, default=24.0, help="the short rollout")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--max-observations", type=int, default=0, help="bound the LMM history (0: keep all)")
+    parser.add_argument("--max-observations", type=int, default=0,
+                        help="bound the LMM history (0: the model's default bound)")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="pairs of fresh processes (short, then long); each figure is then their median")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -75,22 +80,31 @@ def main() -> None:
         return
 
     steal = Steal()
-    short, long = child(args, args.short), child(args, args.seconds)
-    clips = long["clip_times"]
+    pairs = [(child(args, args.short), child(args, args.seconds)) for _ in range(args.repeats)]
     render = lambda r: r["timings"]["denoise"] + r["timings"]["decode"]
+    overhead = lambda r: r["timings"]["total"] / render(r)
+    clips = lambda r: r["clip_times"]
+
+    def figure(value, fmt: str = "{:.3f}") -> str:
+        """One figure per pair (short, long); with several pairs, their median first, then each."""
+        values = [value(short, long) for short, long in pairs]
+        shown = ", ".join(fmt.format(v) for v in values)
+        return shown if len(values) == 1 else f"{fmt.format(statistics.median(values))} (median of {shown})"
+
     rows = [
-        ("clips in the long rollout", f"{len(clips)}"),
-        (f"last clip / clip 2 time ({len(clips)} clips)", f"{clips[-1] / clips[1]:.3f}"),
-        ("mean(last 5 clips) / mean(clips 2-6)", f"{(sum(clips[-5:]) / 5) / (sum(clips[1:6]) / 5):.3f}"),
-        (f"peak RSS {args.seconds:g} s / {args.short:g} s", f"{long['peak_rss_mb'] / short['peak_rss_mb']:.3f} "
-                                                             f"({long['peak_rss_mb']:.0f} / {short['peak_rss_mb']:.0f} MB)"),
-        ("loop overhead: total / (denoise + decode), long", f"{long['timings']['total'] / render(long):.3f}"),
-        ("loop overhead: total / (denoise + decode), short", f"{short['timings']['total'] / render(short):.3f}"),
-        (f"video seconds / wall seconds, {args.short:g} s rollout", f"{short['seconds'] / short['wall']:.2f} "
-                                                                    f"({short['seconds']:.0f} s in {short['wall']:.1f} s)"),
+        ("clips in the long rollout", f"{len(clips(pairs[0][1]))}"),
+        ("last clip / clip 2 time", figure(lambda s, l: clips(l)[-1] / clips(l)[1])),
+        ("mean(last 5 clips) / mean(clips 2-6)", figure(lambda s, l: sum(clips(l)[-5:]) / sum(clips(l)[1:6]))),
+        (f"peak RSS {args.seconds:g} s / {args.short:g} s", figure(lambda s, l: l["peak_rss_mb"] / s["peak_rss_mb"])),
+        (f"peak RSS {args.short:g} s, MB", figure(lambda s, l: s["peak_rss_mb"], "{:.0f}")),
+        ("loop overhead: total / (denoise + decode), long", figure(lambda s, l: overhead(l))),
+        ("loop overhead: total / (denoise + decode), short", figure(lambda s, l: overhead(s))),
+        (f"video seconds / wall seconds, {args.short:g} s rollout", figure(lambda s, l: s["seconds"] / s["wall"],
+                                                                           "{:.2f}")),
     ]
     width = max(len(k) for k, _ in rows)
-    print(f"model: {args.preset or args.model}; threads: {args.threads}; history bound: {args.max_observations or 'none'}")
+    print(f"model: {args.preset or args.model}; threads: {args.threads}; history bound: "
+          f"{args.max_observations or 'the default'}; pairs of runs: {args.repeats}")
     for k, v in rows:
         print(f"{k:<{width}}  {v}")
     print(steal.line())
