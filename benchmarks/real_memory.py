@@ -17,7 +17,6 @@ from pathlib import Path
 
 import torch
 
-from owl.config import PRESETS
 from owl.train.common import add_lora, load_config, param_groups
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "real"

@@ -41,9 +41,9 @@ from owl.errors import OwlError
 from owl.files import check_output, output_lock, remove_stale_temporaries, write_bytes_atomic
 from owl.loading import COMPONENTS, check_model_folder, load_image, preset_parts, pretrained_parts, resolve_device
 from owl.renderer import Interrupted, Renderer
-from owl.rollout import ClipEvent, RolloutSettings, Storyboard, check_dynamics, check_setting, rollout
+from owl.rollout import ClipEvent, Storyboard, check_dynamics, rollout
 from owl.session import PartialVideo, SessionFolder, partial_path, session_path
-from owl.settings import DEFAULT_SECONDS
+from owl.settings import DEFAULT_SECONDS, RolloutSettings, check_setting
 from owl.timeline import Timeline
 from owl.video_io import VideoWriter, read_video
 from owl.world_model import WorldModel

@@ -34,9 +34,9 @@ from tqdm.auto import tqdm
 
 from owl.errors import OwlError
 from owl.files import write_bytes_atomic
-from owl.clip_sources import ClipSource, Film, key_frames  # noqa: F401 (key_frames re-exported)
+from owl.clip_sources import ClipSource, Film
 from owl.renderer import Interrupted, Renderer
-from owl.settings import MAX_SECONDS, MEMORIES, RolloutSettings, check_setting  # noqa: F401 (re-exported)
+from owl.settings import RolloutSettings
 from owl.world_model import WorldModel, WorldSession
 
 

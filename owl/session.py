@@ -52,7 +52,8 @@ import torch
 from owl.clip_sources import Replay
 from owl.errors import OwlError
 from owl.files import is_temporary, read_text, remove_stale_temporaries, write_bytes_atomic
-from owl.rollout import ClipRecord, ClipStep, RolloutSettings
+from owl.rollout import ClipRecord, ClipStep
+from owl.settings import RolloutSettings
 from owl.video_io import VideoWriter
 
 FORMAT = 3  # 2 added the SHA-256 of each tensor file; 3: a history bound of null is the model's default, not "all"

@@ -275,7 +275,8 @@ def test_a_clip_source_is_one_class(tiny_pipe):
     """rollout() takes its clips from any object with prefix, given, check and clip: here every clip is a grey
     still the renderer never films, and the loop still observes, acts and stitches them on the grid."""
     from owl.clip_sources import Clip
-    from owl.rollout import RolloutSettings, rollout
+    from owl.rollout import rollout
+    from owl.settings import RolloutSettings
 
     r = tiny_pipe.renderer
 

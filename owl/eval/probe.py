@@ -97,7 +97,8 @@ def video_states(world_model, renderer, scenario: Scenario, frames: np.ndarray, 
     each (Q * D,) float32 on the CPU. The loop itself reads them, its clips taken from the video
     (`owl.clip_sources.FromVideo`), so on a rollout's own frames these are the states the rollout read."""
     from owl.clip_sources import FromVideo
-    from owl.rollout import RolloutSettings, rollout
+    from owl.rollout import rollout
+    from owl.settings import RolloutSettings
 
     starts = clip_grid(renderer, scenario)
     dynamics = scenario_dynamics(scenario, [s / scenario.fps for s in starts[1:]])
