@@ -11,8 +11,9 @@ from owl.config import PRESETS, ModelPreset, RendererConfig, WorldModelConfig  #
 from owl.errors import OwlError  # noqa: E402
 from owl.pipeline import OwlPipeline, OwlPipelineOutput  # noqa: E402
 from owl.rollout import ClipEvent, ClipRecord, Storyboard  # noqa: E402
+from owl.world import World  # noqa: E402
 
 __all__ = [
-    "OwlPipeline", "OwlPipelineOutput", "OwlError", "Storyboard", "ClipRecord", "ClipEvent",
+    "OwlPipeline", "OwlPipelineOutput", "World", "OwlError", "Storyboard", "ClipRecord", "ClipEvent",
     "PRESETS", "ModelPreset", "WorldModelConfig", "RendererConfig", "__version__",
 ]

@@ -277,6 +277,14 @@ class SessionFolder:
             raise OwlError(f"session {str(self.path)!r} was interrupted while branch or extend was preparing it; "
                            "run that command again")
 
+    def grow(self, seconds: float, dynamics: list[str | None]) -> None:
+        """Lengthen the session to `seconds`, with the dynamics plan `dynamics`, for `resume` to carry on (a world
+        stepped clip by clip, owl/world.py). The new settings are checked as any session's."""
+        meta = {**self.meta, "settings": {**self.meta["settings"], "seconds": seconds}}
+        _read_settings(meta, self.path)
+        self.meta = {**meta, "dynamics": list(dynamics), "status": "running"}
+        self._save_meta()
+
     def mark_running(self) -> None:
         self.meta["status"] = "running"
         self._save_meta()

@@ -1,0 +1,59 @@
+"""The step-by-step API (owl/world.py): a world grown a clip at a time by the one loop."""
+
+import numpy as np
+import pytest
+
+from owl.errors import OwlError
+from owl.world import World
+
+
+def test_accepting_every_proposal_is_owl_generate(tiny_pipe, tmp_path):
+    """Accepting each proposal films frame for frame what a rollout with predicted dynamics films, and the text
+    proposed is the text the clip records."""
+    world = World.open(tiny_pipe, tmp_path / "w.mp4", prompt="a red ball rolls left")
+    proposals = []
+    for _ in range(3):
+        proposals.append(world.propose())
+        world.step()
+    frames = world.frames()
+    whole = tiny_pipe("a red ball rolls left", seconds=len(frames) / tiny_pipe.renderer.config.fps, progress=False)
+    assert np.array_equal(frames, whole.frames)
+    assert [c.dynamics for c in world.clips[1:]] == proposals == [c.dynamics for c in whole.storyboard.clips[1:]]
+    assert all(c.predicted for c in world.clips[1:]) and world.output.is_file() and world.folder.complete
+
+
+def test_editing_a_proposal_is_giving_that_dynamics(tiny_pipe, tmp_path):
+    world = World.open(tiny_pipe, tmp_path / "w.mp4", prompt="a red ball rolls left", seed=3)
+    world.step()
+    record = world.step("the ball stops.")
+    assert record.dynamics == "the ball stops." and not record.predicted
+    frames = world.frames()
+    given = tiny_pipe("a red ball rolls left", seconds=len(frames) / tiny_pipe.renderer.config.fps, seed=3,
+                      dynamics=[None, "the ball stops."], progress=False)
+    assert np.array_equal(frames, given.frames)
+
+
+def test_a_fork_is_a_branch_and_leaves_the_world(tiny_pipe, tmp_path):
+    world = World.open(tiny_pipe, tmp_path / "w.mp4", prompt="a red ball rolls left")
+    world.step()
+    world.step()
+    before = world.frames()
+    fork = world.fork(1, tmp_path / "f.mp4", "a blue square enters.")
+    assert [c.dynamics for c in fork.clips][1] == "a blue square enters." and len(fork.clips) == 2
+    first = tiny_pipe.renderer.grid.first
+    assert np.array_equal(fork.frames()[:first], before[:first])
+    assert np.array_equal(world.frames(), before)  # the world it came from is untouched
+    fork.step()
+    assert len(fork.clips) == 3 and len(World.load(tiny_pipe, tmp_path / "f.session").clips) == 3
+
+
+def test_bad_steps_are_refused(tiny_pipe, tmp_path):
+    with pytest.raises(OwlError, match="give no seconds"):
+        World.open(tiny_pipe, tmp_path / "w.mp4", prompt="a ball", seconds=8)
+    world = World.open(tiny_pipe, tmp_path / "w.mp4", prompt="a ball")
+    with pytest.raises(OwlError, match="dynamics must be a non-empty text"):
+        world.step("  ")
+    with pytest.raises(OwlError, match="at must be a clip index from 1 to 1"):
+        world.fork(2, tmp_path / "f.mp4")
+    with pytest.raises(OwlError, match="is not an Owl session"):
+        World.load(tiny_pipe, tmp_path)
