@@ -34,7 +34,7 @@ class Clip:
 
     frames: np.ndarray  # (T, H, W, 3) uint8 as it opens at its start (image-to-video: the image first), uncut
     key_frames: np.ndarray  # (K, H, W, 3) uint8: the observation O_t the next step feeds the world model
-    context: torch.Tensor  # (1, C, c, h, w) clean latents: the next clip's short-term context
+    context: torch.Tensor | None  # (1, C, c, h, w) clean latents: the next clip's short-term context
     source: str = "film"  # "film" or "video", recorded in the storyboard
     rng: torch.Tensor | None = None  # a replayed clip: the generator state to carry on from
     kept: int | None = None  # a replayed clip: how many of its frames the saved video holds (None: a new clip)
@@ -136,11 +136,14 @@ class FromVideo:
     """An existing video (frames (T, H, W, 3) uint8) cut on the clip grid, each clip observed as the loop observes
     a filmed one, with the world model predicting the dynamics between them (video extension, Owl-1 §3); each
     clip's context is its tail frames encoded by the renderer. With `image_first` the video's first frame is the
-    opening image of an image-to-video rollout (not observed with clip 0, as a filmed opening clip is not)."""
+    opening image of an image-to-video rollout (not observed with clip 0, as a filmed opening clip is not). With
+    `contexts=False` no context is encoded (a clip's `context` is None): for a rollout that only watches the video,
+    with nothing filmed after it and nothing saved (the memory probe)."""
 
     def __init__(self, frames: np.ndarray, renderer: Renderer, num_key_frames: int, then=None,
-                 image_first: bool = False):
+                 image_first: bool = False, contexts: bool = True):
         self.frames, self.renderer, self.k, self.then, self.image_first = frames, renderer, num_key_frames, then, image_first
+        self.contexts = contexts
         self.bounds = renderer.grid.cut(len(frames))
 
     def prefix(self, total: int) -> tuple[int, int]:
@@ -162,6 +165,8 @@ class FromVideo:
             return self.then.clip(t, state, context, generator, timings)
         a, b = self.bounds[t]
         observed = self.frames[max(a, 1 if self.image_first else 0) : b]
-        with torch.no_grad():
-            latents = self.renderer.video_context(self.frames, b)
-        return Clip(self.frames[a:b], key_frames(observed, self.k), latents.cpu(), "video")
+        context = None
+        if self.contexts:
+            with torch.no_grad():
+                context = self.renderer.video_context(self.frames, b).cpu()
+        return Clip(self.frames[a:b], key_frames(observed, self.k), context, "video")

@@ -332,7 +332,11 @@ class OwlPipeline:
         latents: list[torch.Tensor] = []
         if output_type == "latent":
             user = callback
-            callback = lambda event: (latents.append(event.latents), user and user(event))
+
+            def callback(event: ClipEvent) -> None:
+                latents.append(event.latents)
+                if user is not None:
+                    user(event)
         timings: dict[str, float] = {}
         storyboard = self._rollout(prompt, settings, chunks.append, image, plan, callback, progress, timings)
         frames = np.concatenate(chunks) if chunks else np.zeros((0, settings.height, settings.width, 3), np.uint8)
@@ -394,10 +398,9 @@ class OwlPipeline:
         target = session_path(output)
         if target.resolve() == src.path.resolve() or output.resolve() == src.output.resolve():
             raise OwlError(f"out {str(output)!r} would overwrite the session it branches from; choose another out")
-        last = src.load_clip(at - 1)
-        written = sum(c["video_frames"] for c in src.meta["clips"][:at])
         total = self.renderer.grid.total_frames(settings.seconds, settings.fps)
-        written += max(0, min(len(last.frames) - last.video_frames, total - written))
+        kept = src.replay(None, upto=at - 1)
+        written = kept.prefix(total)[1]  # the kept clips' frames, the last one's cut frames back in if it is longer
         prefix = (src.dynamics + [None] * at)[: at - 1]
         plan = self._plan_dynamics(dynamics, settings, done=at, written=written, total=total, prefix=prefix)
         if total <= written:
@@ -409,7 +412,7 @@ class OwlPipeline:
                                           parent={"session": str(src.path.resolve()), "at": at}, status="preparing")
             folder.copy_clips(src, at)
             if seed is not None:
-                folder.save_clip(replace(last, rng=torch.Generator("cpu").manual_seed(seed).get_state()))
+                folder.save_clip(replace(kept.last, rng=torch.Generator("cpu").manual_seed(seed).get_state()))
             folder.mark_running()  # complete clips only from here: a kill leaves a session that resumes
             return self._run_session(folder, folder.replay(self._film(settings, folder.image()), upto=at - 1),
                                      callback, progress)
@@ -448,8 +451,7 @@ class OwlPipeline:
         done, s = len(src.records), src.settings
         settings = replace(s, seconds=src.written / s.fps + seconds)
         total = self.renderer.grid.total_frames(settings.seconds, settings.fps)
-        last = src.load_clip(done - 1)
-        written = src.written + max(0, min(len(last.frames) - last.video_frames, total - src.written))
+        written = src.replay(None).prefix(total)[1]  # the saved last clip's cut frames come back first
         prefix = (src.dynamics + [None] * done)[: done - 1]
         plan = self._plan_dynamics(dynamics, settings, done=done, written=written, total=total, prefix=prefix)
         folder = SessionFolder.create(session_path(output), prompt=src.prompt, image=src.image(), settings=settings,

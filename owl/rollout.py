@@ -171,8 +171,10 @@ def rollout(world_model: WorldModel, renderer: Renderer, prompt: str, settings: 
         written += len(out)
         storyboard.clips.append(record)
         if clip.kept != len(out):
-            step = ClipStep(record, clip.frames, len(out), observation, context.detach().cpu(), generator.get_state())
-            path = on_clip(step) if on_clip is not None else None
+            path = None
+            if on_clip is not None:
+                path = on_clip(ClipStep(record, clip.frames, len(out), observation, context.detach().cpu(),
+                                        generator.get_state()))
             if callback is not None:
                 callback(ClipEvent(t, num_clips, out[clip.kept or 0:], record, path, state[0], clip.latents))
         timings["write"] = timings.get("write", 0.0) + time.perf_counter() - tick

@@ -107,7 +107,7 @@ def video_states(world_model, renderer, scenario: Scenario, frames: np.ndarray, 
                                width=frames.shape[2], num_inference_steps=cfg.num_inference_steps,
                                guidance_scale=cfg.guidance_scale, memory=memory)
     states = []
-    source = FromVideo(frames, renderer, world_model.config.key_frames, image_first=True)
+    source = FromVideo(frames, renderer, world_model.config.key_frames, image_first=True, contexts=False)
     rollout(world_model, renderer, scenario.prompt, settings, lambda clip: None, image=frames[0], dynamics=dynamics,
             progress=False, source=source, callback=lambda event: states.append(event.state.float().flatten().cpu()))
     return states
