@@ -5,6 +5,8 @@
     owl generate --batch prompts.jsonl --out-dir DIR    many rollouts (split under accelerate launch / torchrun)
     owl branch ball.session --at 3 --dynamics "a square enters" --out fork.mp4
     owl extend (ball.session | any.mp4) --seconds 8 --out longer.mp4
+    owl play --prompt "a red ball rolls left" --out ball.mp4     steer a world clip by clip in the terminal
+    owl app [--model DIR] [--port 7860]                 the same in the browser (owl/app.py)
     owl data shapes --out DIR ...        (owl.data)
     owl train STAGE --config FILE        (owl.train)
     owl eval shapes --model DIR --scenarios DIR [--memory full|last] [--out FILE.json]   (owl.eval)
@@ -31,6 +33,7 @@ DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "checkpoints" / "owl-sh
 # the rollout settings each command takes as flags (owl.settings makes the flags, their help and their defaults)
 GENERATE_SETTINGS = tuple(f.name for f in fields(RolloutSettings))  # all of them
 BRANCH_SETTINGS = ("seconds", "seed")
+PLAY_SETTINGS = tuple(name for name in GENERATE_SETTINGS if name != "seconds")  # a world grows a clip at a time
 EXTEND_SETTINGS = ("seconds", "seed", "fps", "height", "width", "num_inference_steps", "guidance_scale", "memory")
 
 
@@ -289,6 +292,67 @@ def cmd_init(args) -> int:
     return 0
 
 
+def cmd_play(args) -> int:
+    """Steer a world from the terminal (owl/play.py)."""
+    from owl.loading import open_image
+    from owl.play import main_loop
+    from owl.session import SessionFolder
+    from owl.world import World
+
+    if args.session is not None:
+        clash = _given(args, ("prompt", "image", "out")) + given_setting_flags(args, PLAY_SETTINGS)
+        if clash:
+            raise OwlError(f"a saved world goes on with its own settings; drop {' '.join(clash)}")
+        folder = SessionFolder.open(args.session)
+        check_options(args)
+        pipe = load_pipeline(args.model, args.preset, pick_device(args.device), saved=folder.model, args=args)
+        if not folder.complete:  # a clip was being filmed when it stopped: film it first
+            pipe.resume(folder.path, progress=_progress(args))
+        return main_loop(World.load(pipe, folder.path), _progress(args))
+    if args.out is None:
+        raise OwlError("owl play needs --out FILE.mp4 for a new world (or a SESSION to go on with)")
+    check_options(args)
+    image = None if args.image is None else open_image(args.image)
+    pipe = load_pipeline(args.model, args.preset, pick_device(args.device), args=args)
+    settings = {k: v for k, v in setting_values(args, PLAY_SETTINGS).items() if v is not None}
+    world = World.open(pipe, args.out, prompt=args.prompt or "", image=image, progress=_progress(args), **settings)
+    return main_loop(world, _progress(args))
+
+
+def cmd_app(args) -> int:
+    """Serve the web app (owl/app.py) until Ctrl-C."""
+    import time
+
+    from owl.app import Studio, is_loopback, serve
+
+    if not 0 < args.port < 65536:
+        raise OwlError(f"--port must be from 1 to 65535, got {args.port}")
+    if not args.max_upload_mb > 0:
+        raise OwlError(f"--max-upload-mb must be > 0, got {args.max_upload_mb:g}")
+    try:
+        import gradio  # noqa: F401  (the app's one extra dependency)
+    except ImportError:
+        raise OwlError("owl app needs Gradio: pip install -e '.[app]' (bash install.sh installs it)") from None
+    check_options(args)
+    pipe = load_pipeline(args.model, args.preset, pick_device(args.device), args=args)
+    studio = Studio(pipe, args.worlds)
+    app = serve(studio, args.host, args.port, args.max_upload_mb)
+    where = args.model or (f"preset {args.preset}" if args.preset else DEFAULT_MODEL)
+    print(f"owl app: serving {where} at http://{args.host}:{args.port} (worlds in {studio.folder}); Ctrl-C stops",
+          flush=True)
+    if not is_loopback(args.host):
+        print(f"owl app: warning: --host {args.host} is not this machine's loopback: anyone who can reach it on port "
+              f"{args.port} can run the model and read the worlds", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        print("owl app: stopped", flush=True)
+        return 0
+    finally:
+        app.close()
+
+
 def _rollout_command(parser: argparse.ArgumentParser, func, settings, **flag_options) -> None:
     """A command that makes a rollout: its rollout-setting flags (from `RolloutSettings`), the model options."""
     add_setting_flags(parser, settings, **flag_options)
@@ -381,6 +445,30 @@ def build_parser() -> argparse.ArgumentParser:
                       help="weights as written (default auto: as the folders hold them)")
     init.add_argument("--seed", type=int, default=0, help="seed of the new parts (default 0)")
     init.set_defaults(func=cmd_init)
+
+    play = sub.add_parser("play", help="steer a world clip by clip from the terminal",
+                          description="Film a world a clip at a time: after each clip the world model proposes the "
+                                      "next dynamics; Enter films them, other text films that instead, 'b N [text]' "
+                                      "branches at clip N, 's' shows the storyboard, 'q' quits. The world is saved "
+                                      "after every clip (a session beside the video).")
+    play.add_argument("session", metavar="SESSION", nargs="?", help="a saved world to go on with (e.g. out.session)")
+    play.add_argument("--prompt", help="a new world: what it shows at the start")
+    play.add_argument("--image", help="a new world: its first frame (PNG, JPEG, ...)")
+    play.add_argument("--out", help="a new world: its mp4 (the session goes beside it)")
+    _rollout_command(play, cmd_play, PLAY_SETTINGS)
+
+    app = sub.add_parser("app", help="make, steer and branch worlds in the browser (a local web app)",
+                         description="Serve Owl's web app: start a world from a prompt, an image or a video; see "
+                                     "the world model's proposal for each next clip and film it, edit it or branch. "
+                                     "Each world is a session saved in --worlds. Binds to 127.0.0.1 unless told.")
+    app.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, this machine only)")
+    app.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    app.add_argument("--worlds", default="outputs/app", metavar="DIR",
+                     help="folder of the worlds made in the app (default outputs/app)")
+    app.add_argument("--max-upload-mb", type=float, default=200, metavar="MB",
+                     help="largest image or video a page may upload (default 200)")
+    _model_options(app)
+    app.set_defaults(func=cmd_app)
 
     from owl.data.commands import add_data_commands
     from owl.eval.commands import add_eval_commands

@@ -26,6 +26,7 @@ with other dynamics, `extend` continues a finished session or any mp4.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -217,10 +218,7 @@ class OwlPipeline:
         model can film, an output path that can be written, an output type and step-callback inputs it has."""
         if output_type not in OUTPUT_TYPES:
             raise OwlError(f"output_type must be one of {', '.join(OUTPUT_TYPES)}, got {output_type!r}")
-        unknown = [name for name in callback_on_step_end_tensor_inputs if name not in self._callback_tensor_inputs]
-        if unknown:
-            raise OwlError(f"callback_on_step_end_tensor_inputs must be among {self._callback_tensor_inputs}, "
-                           f"got {unknown}")
+        self._check_step_inputs(callback_on_step_end_tensor_inputs)
         if not isinstance(prompt, str):
             raise OwlError(f"prompt must be a string, got {type(prompt).__name__}")
         if image is None and not prompt.strip():
@@ -272,9 +270,7 @@ class OwlPipeline:
         first = None if image is None else load_image(image, settings.height, settings.width)
 
         self._interrupt = False
-        self._on_step = None if callback_on_step_end is None else \
-            self._step_callback(callback_on_step_end, list(callback_on_step_end_tensor_inputs))
-        try:
+        with self._stepping(callback_on_step_end, callback_on_step_end_tensor_inputs):
             if output is None:
                 return self._in_memory(prompt, settings, first, plan, callback, progress, output_type)
             with output_lock(output):
@@ -288,8 +284,6 @@ class OwlPipeline:
                 folder = SessionFolder.create(session, prompt=prompt, image=first, settings=settings, dynamics=plan,
                                               output=output, model=self.source)
                 return self._run_session(folder, self._film(settings, first), callback, progress)
-        finally:
-            self._on_step = None
 
     @property
     def components(self) -> dict:
@@ -309,15 +303,30 @@ class OwlPipeline:
         """True once a callback has asked the rollout to stop (`pipe._interrupt = True`), as in diffusers."""
         return self._interrupt
 
-    def _step_callback(self, callback, names: list[str]):
-        """diffusers' `callback_on_step_end` as the renderer's per-step hook, raising `Interrupted` when asked."""
+    def _check_step_inputs(self, names) -> None:
+        unknown = [name for name in names if name not in self._callback_tensor_inputs]
+        if unknown:
+            raise OwlError(f"callback_on_step_end_tensor_inputs must be among {self._callback_tensor_inputs}, "
+                           f"got {unknown}")
+
+    @contextlib.contextmanager
+    def _stepping(self, callback, names=("latents",)):
+        """While one call runs: diffusers' `callback_on_step_end` as the renderer's per-step hook (`_film` passes
+        it on), raising `Interrupted` when the callback asks the rollout to stop."""
+        self._check_step_inputs(names)
+
         def on_step(i, t, latents):
             available = {"latents": latents}
             returned = callback(self, i, t, {name: available[name] for name in names}) or {}
             if self._interrupt:
                 raise Interrupted
             return returned.get("latents", latents)
-        return on_step
+
+        self._on_step = None if callback is None else on_step
+        try:
+            yield
+        finally:
+            self._on_step = None
 
     def _rollout(self, prompt, settings, write, image, plan, callback, progress, timings, source=None,
                  on_clip=None) -> Storyboard:
@@ -359,17 +368,20 @@ class OwlPipeline:
 
     @torch.no_grad()
     def resume(self, session: str | Path, callback: Callable[[ClipEvent], None] | None = None,
-               progress: bool = True) -> OwlPipelineOutput:
+               progress: bool = True, callback_on_step_end: Callable | None = None,
+               callback_on_step_end_tensor_inputs: list[str] = ("latents",)) -> OwlPipelineOutput:
         """Continue an interrupted session: replay its world session, then film the clips it lacks.
 
         The finished video (the session's own output) is frame for frame what the uninterrupted run would have
-        made: same states, same context latents, same generator state.
+        made: same states, same context latents, same generator state. callback_on_step_end: as in `__call__`
+        (so for `branch` and `extend`).
         """
         folder = SessionFolder.open(session)
         folder.check_resumable()
         s = folder.settings
         self.renderer.check_size(s.height, s.width)
-        with output_lock(check_output(folder.output)):
+        with output_lock(check_output(folder.output)), \
+                self._stepping(callback_on_step_end, callback_on_step_end_tensor_inputs):
             remove_stale_temporaries(folder.output.parent, stem=folder.output.stem)
             source = self._film(s, folder.image())
             if folder.records:
@@ -379,7 +391,9 @@ class OwlPipeline:
     @torch.no_grad()
     def branch(self, session: str | Path, at: int, output: str | Path, dynamics: list[str | None] | None = None,
                seconds: float | None = None, seed: int | None = None,
-               callback: Callable[[ClipEvent], None] | None = None, progress: bool = True) -> OwlPipelineOutput:
+               callback: Callable[[ClipEvent], None] | None = None, progress: bool = True,
+               callback_on_step_end: Callable | None = None,
+               callback_on_step_end_tensor_inputs: list[str] = ("latents",)) -> OwlPipelineOutput:
         """Fork a session at clip `at`: clips 0..at-1 are kept, clips at.. are filmed again driven by `dynamics`
         (d_{at-1}, d_at, ...; None or missing entries are predicted). The original session and video are only
         read. seconds: the new total duration (default: the session's); seed: reseed the generator at the fork
@@ -406,7 +420,7 @@ class OwlPipeline:
         if total <= written:
             raise OwlError(f"a {settings.seconds:g} s video ends within clip {at - 1}: nothing to branch at clip {at}; "
                            "give more seconds")
-        with output_lock(output):
+        with output_lock(output), self._stepping(callback_on_step_end, callback_on_step_end_tensor_inputs):
             folder = SessionFolder.create(target, prompt=src.prompt, image=src.image(), settings=settings,
                                           dynamics=plan, output=output, model=src.model or self.source,
                                           parent={"session": str(src.path.resolve()), "at": at}, status="preparing")
@@ -422,7 +436,9 @@ class OwlPipeline:
                dynamics: list[str | None] | None = None, prompt: str = "", seed: int = 0, fps: float | None = None,
                height: int | None = None, width: int | None = None, num_inference_steps: int | None = None,
                guidance_scale: float | None = None, memory: str = "full",
-               callback: Callable[[ClipEvent], None] | None = None, progress: bool = True) -> OwlPipelineOutput:
+               callback: Callable[[ClipEvent], None] | None = None, progress: bool = True,
+               callback_on_step_end: Callable | None = None,
+               callback_on_step_end_tensor_inputs: list[str] = ("latents",)) -> OwlPipelineOutput:
         """Continue a finished session (a folder) or any video file by `seconds` more, into a new `output`.
 
         dynamics: d for the new clip transitions, in order. A session continues with its own settings, as one
@@ -435,7 +451,7 @@ class OwlPipeline:
         output = check_output(output)
         source = Path(source)
         check_extend_output(source, output)
-        with output_lock(output):
+        with output_lock(output), self._stepping(callback_on_step_end, callback_on_step_end_tensor_inputs):
             if source.is_dir():
                 return self._extend_session(SessionFolder.open(source), seconds, output, dynamics, callback, progress)
             return self._extend_video(source, seconds, output, dynamics, prompt, seed, fps, height, width,

@@ -24,7 +24,7 @@ import numpy as np
 from owl.errors import OwlError
 from owl.files import output_lock
 from owl.renderer import Interrupted
-from owl.rollout import rollout
+from owl.rollout import Storyboard, rollout
 from owl.session import SessionFolder, session_path
 from owl.settings import MAX_SECONDS
 
@@ -58,14 +58,29 @@ class World:
 
     @classmethod
     def open(cls, pipe, output: str | Path, prompt: str = "", image=None, callback=None, progress: bool = False,
-             **settings) -> "World":
+             callback_on_step_end=None, **settings) -> "World":
         """A new world at `output` (its session beside it): clip 0 filmed from the prompt and, optionally, the first
-        image. settings: the rollout settings of `OwlPipeline.__call__` (fps, height, width, seed, memory, ...)."""
+        image. settings: the rollout settings of `OwlPipeline.__call__` (fps, height, width, seed, memory, ...).
+        callback (after each clip) and callback_on_step_end (after each denoising step) as in `OwlPipeline`; so
+        for every method that films."""
         if "seconds" in settings:
             raise OwlError("a world grows a clip at a time: give no seconds")
         fps = settings.get("fps") or pipe.renderer.config.fps
         pipe(prompt, image=image, seconds=pipe.renderer.grid.first / fps, output=output,
-             session=session_path(output), callback=callback, progress=progress, **settings)
+             session=session_path(output), callback=callback, progress=progress,
+             callback_on_step_end=callback_on_step_end, **settings)
+        return cls(pipe, session_path(output))
+
+    @classmethod
+    def extend(cls, pipe, output: str | Path, video: str | Path, prompt: str = "", callback=None,
+               progress: bool = False, callback_on_step_end=None, **settings) -> "World":
+        """A new world at `output` that goes on from a video (any mp4, or a finished session folder): its clips
+        are observed as `owl extend` observes them, then one clip is filmed. settings: as `OwlPipeline.extend`."""
+        if "seconds" in settings:
+            raise OwlError("a world grows a clip at a time: give no seconds")
+        fps = settings.get("fps") or pipe.renderer.config.fps
+        pipe.extend(video, seconds=pipe.renderer.grid.rest / fps, output=output, prompt=prompt, callback=callback,
+                    progress=progress, callback_on_step_end=callback_on_step_end, **settings)
         return cls(pipe, session_path(output))
 
     @classmethod
@@ -86,25 +101,38 @@ class World:
         """The storyboard so far: per clip its record (index, start, end, dynamics, predicted, source)."""
         return self.folder.records
 
+    @property
+    def storyboard(self) -> Storyboard:
+        """The storyboard so far, as `owl generate` writes it beside its video."""
+        folder = self.folder
+        return Storyboard(folder.prompt, folder.settings.fps, folder.written / folder.settings.fps,
+                          list(folder.records))
+
     def frames(self) -> np.ndarray:
         """The video so far, (T, H, W, 3) uint8, as the session holds it."""
         return np.concatenate(list(self.folder.video_frames()))
 
-    def _one_more(self, folder: SessionFolder) -> float:
-        """The duration of the world with one more clip."""
+    def _more(self, folder: SessionFolder, clips: int = 1) -> float:
+        """The duration of the world with `clips` more clips."""
         s = folder.settings
-        seconds = (folder.written + self.pipe.renderer.grid.rest) / s.fps
+        seconds = (folder.written + clips * self.pipe.renderer.grid.rest) / s.fps
         if seconds > MAX_SECONDS:
-            raise OwlError(f"the world is {folder.written / s.fps:g} s long; one more clip would pass the "
+            more = "one more clip" if clips == 1 else f"{clips} more clips"
+            raise OwlError(f"the world is {folder.written / s.fps:g} s long; {more} would pass the "
                            f"{MAX_SECONDS} s a rollout may make")
         return seconds
+
+    def clip_starts(self, clips: int) -> list[float]:
+        """The start times (seconds) of clips 0..clips-1 of this world, on its model's clip grid: what a timeline
+        (`owl.timeline.Timeline.dynamics_for`) maps its segments onto."""
+        return [self.pipe.renderer.grid.bounds(t)[0] / self.folder.settings.fps for t in range(clips)]
 
     def propose(self) -> str:
         """What the world model would have happen next (d_t, the dynamics of the next clip), from the whole
         history; nothing is filmed or saved. `step()` with no dynamics films exactly this."""
         folder, pipe = self.folder, self.pipe
         s = folder.settings
-        settings = replace(s, seconds=self._one_more(folder))
+        settings = replace(s, seconds=self._more(folder))
         proposal = _Proposal()
         with output_lock(folder.output):
             rollout(pipe.world_model, pipe.renderer, folder.prompt, settings, lambda frames: None,
@@ -112,21 +140,36 @@ class World:
                     source=folder.replay(proposal))
         return proposal.text
 
-    def step(self, dynamics: str | None = None, callback=None, progress: bool = False):
+    def step(self, dynamics: str | None = None, callback=None, progress: bool = False,
+             callback_on_step_end=None):
         """Film the next clip, driven by `dynamics` (None: the world model's proposal), and save it; returns its
         record. The output video then holds the world so far."""
-        if dynamics is not None and (not isinstance(dynamics, str) or not dynamics.strip()):
-            raise OwlError("dynamics must be a non-empty text, or None for the world model's proposal")
-        folder = self.folder
-        if len(folder.records) == 0:
-            raise OwlError(f"session {str(self.path)!r} has no clip yet; resume it first")
-        done = len(folder.records)
-        plan = (folder.dynamics + [None] * done)[: done - 1] + [dynamics.strip() if dynamics else None]
-        folder.grow(self._one_more(folder), plan)
-        self.pipe.resume(self.path, callback=callback, progress=progress)
-        return self.clips[-1]
+        return self.play(1, [dynamics], callback, progress, callback_on_step_end)[-1]
 
-    def fork(self, at: int, output: str | Path, dynamics: str | None = None, seed: int | None = None) -> "World":
+    def play(self, clips: int, dynamics: list[str | None] | None = None, callback=None, progress: bool = False,
+             callback_on_step_end=None):
+        """Film `clips` more clips in one rollout, clip t+1 driven by dynamics[t] (None or missing: the world
+        model's proposal), each saved as it finishes; returns their records. If the rollout is interrupted
+        (`pipe.interrupt`), the clips finished are kept and the world steps on from them."""
+        if isinstance(clips, bool) or not isinstance(clips, int) or clips < 1:
+            raise OwlError(f"clips must be a whole number >= 1, got {clips!r}")
+        dynamics = list(dynamics or [])
+        if len(dynamics) > clips:
+            raise OwlError(f"{len(dynamics)} dynamics for {clips} clip(s): give at most one per clip")
+        for d in dynamics:
+            if d is not None and (not isinstance(d, str) or not d.strip()):
+                raise OwlError("dynamics must be a non-empty text, or None for the world model's proposal")
+        folder = self.folder
+        done = len(folder.records)
+        if done == 0:
+            raise OwlError(f"session {str(self.path)!r} has no clip yet; resume it first")
+        plan = (folder.dynamics + [None] * done)[: done - 1] + [d.strip() if d else None for d in dynamics]
+        folder.grow(self._more(folder, clips), plan)
+        self.pipe.resume(self.path, callback=callback, progress=progress, callback_on_step_end=callback_on_step_end)
+        return self.clips[done:]
+
+    def fork(self, at: int, output: str | Path, dynamics: str | None = None, seed: int | None = None,
+             callback=None, progress: bool = False, callback_on_step_end=None) -> "World":
         """A new world at `output` that keeps clips 0..at-1 of this one and films clip `at` from `dynamics` (None:
         the world model's proposal): `owl branch` at one clip. This world is left as it is."""
         folder = self.folder
@@ -134,5 +177,6 @@ class World:
             raise OwlError(f"at must be a clip index from 1 to {len(folder.records)}, got {at!r}")
         written = sum(c["video_frames"] for c in folder.meta["clips"][:at])
         seconds = (written + self.pipe.renderer.grid.rest) / folder.settings.fps
-        self.pipe.branch(self.path, at, output, dynamics=[dynamics], seconds=seconds, seed=seed)
+        self.pipe.branch(self.path, at, output, dynamics=[dynamics], seconds=seconds, seed=seed, callback=callback,
+                         progress=progress, callback_on_step_end=callback_on_step_end)
         return World(self.pipe, session_path(output))
