@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs Owl and what it needs into the current Python environment.
-#   bash install.sh          the package (generation, training, data tools), at the versions it was tested with
-#   bash install.sh dev      the same plus the test tools
+#   bash install.sh          the package (generation, training, data tools, the web app), at the versions it was tested with
+#   bash install.sh dev      the same plus the test tools (pytest; Playwright for the browser tests)
 #   OWL_LATEST=1 bash install.sh dev
 #                            the newest releases pyproject.toml's ranges admit instead (runs/check_latest.sh)
 #
@@ -32,8 +32,8 @@ if ! "$PY" -c "import torch" 2>/dev/null; then
   "$PY" -m pip install --quiet ${index:+--index-url "$index"} "torch==$TORCH_VERSION"
 fi
 
-extra=""
-[ "${1:-}" = "dev" ] && extra="[dev]"
+extra="[app]"  # the web app (owl app) comes with every install
+[ "${1:-}" = "dev" ] && extra="[app,dev]"
 constraints=(--constraint "${OWL_CONSTRAINTS:-constraints.txt}")  # another pin file: runs/check_latest.sh OLDEST=1
 [ -n "${OWL_LATEST:-}" ] && constraints=()
 "$PY" -m pip install --quiet "${constraints[@]}" --editable ".${extra}"

@@ -39,6 +39,12 @@ from owl.memory import MEMORIES
 from owl.timeline import Timeline
 from owl.world import World
 
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # the app sends nothing anywhere
+try:
+    import gradio as gr
+except ImportError:  # `owl app` says how to install it; Studio works without it
+    gr = None
+
 MODEL_QUEUE = "owl-model"  # every action that runs the model shares this one slot of Gradio's queue
 THUMB_WIDTH = 160
 
@@ -52,6 +58,7 @@ class Progress:
     clip: int = 0  # clips finished
     step: int = 0  # denoising steps done in the clip under way
     video: Path | None = None  # the newest playable video of the world so far
+    stop: bool = False  # set to end the action after the denoising step under way (the clip is dropped)
     started: float = field(default_factory=time.monotonic)
 
     def hooks(self, steps: int, clips: int = 1) -> dict:
@@ -62,6 +69,8 @@ class Progress:
     def on_step(self, pipe, i, t, tensors) -> dict:
         """`callback_on_step_end`."""
         self.step = i + 1
+        if self.stop:
+            pipe._interrupt = True  # diffusers' way to end a call; the session stays resumable
         return {}
 
     def on_clip(self, event) -> None:
@@ -92,6 +101,25 @@ class Studio:
             raise OwlError(f"cannot make the worlds folder {str(self.folder)!r}: {exc.strerror}") from exc
         self._thumbs: dict[tuple[str, int], str] = {}
         self._lock = threading.Lock()
+        self._model = threading.Lock()  # one action on the model at a time, even past a tab that went away
+        self._running: tuple[str | None, Progress] | None = None
+
+    def run(self, tab: str | None, work, progress: Progress) -> World:
+        """Run one action, `work(progress)`, for browser tab `tab`, holding the model."""
+        with self._model:
+            self._running = (tab, progress)
+            try:
+                return work(progress)
+            finally:
+                self._running = None
+
+    def stop(self, tab: str | None) -> bool:
+        """Ask tab `tab`'s running action to stop after its current denoising step; False if none runs."""
+        running = self._running
+        if running is None or running[0] != tab:
+            return False
+        running[1].stop = True
+        return True
 
     # --- the worlds -----------------------------------------------------------------------------------------
 
@@ -284,9 +312,6 @@ CSS = """
 
 def build_app(studio: Studio):
     """The Gradio Blocks of the page (launched by `serve`)."""
-    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    import gradio as gr
-
     cfg = studio.pipe.renderer.config
 
     def failed(exc: OwlError) -> tuple:
@@ -317,7 +342,7 @@ def build_app(studio: Studio):
                         memory = gr.Dropdown(label="Memory", choices=list(MEMORIES), value="full")
                 start = gr.Button("Start a world", variant="primary", elem_id="owl-start")
             with gr.Column(scale=3):
-                video = gr.Video(label="The world so far", interactive=False, elem_id="owl-video")
+                video = gr.Video(label="The world so far", interactive=False, height=420, elem_id="owl-video")
                 status = gr.Markdown("", elem_id="owl-status")
         storyboard = gr.HTML(studio.storyboard_html(None), elem_id="owl-storyboard")
         with gr.Row():
@@ -328,6 +353,7 @@ def build_app(studio: Studio):
                     film = gr.Button("Film next clip", variant="primary", elem_id="owl-film")
                     until = gr.Number(label="Film to (seconds)", value=24, elem_id="owl-until")
                     film_to = gr.Button("Film to N s", elem_id="owl-film-to")
+                    stop = gr.Button("Stop", variant="stop", elem_id="owl-stop")
             with gr.Column(scale=2):
                 with gr.Row():
                     at = gr.Number(label="Branch at clip", value=1, precision=0, elem_id="owl-at")
@@ -356,12 +382,13 @@ def build_app(studio: Studio):
             shown = str(progress.video) if progress.video else gr.skip()
             return (gr.skip(), gr.skip(), shown, gr.skip(), gr.skip(), progress.line(), gr.skip(), gr.skip())
 
-        def act(work, done):
-            """Run one action (`work(progress)`) on its thread, showing its progress; then every view of the world
-            it leaves (`done(world)`: the status line), or Owl's one-line error."""
+        def act(request, work, done):
+            """Run one action (`work(progress)`) for the tab of `request` on its own thread, showing its progress; then every
+            view of the world it leaves (`done(world)`: the status line), or Owl's one-line error. A tab that goes
+            away stops its action after the denoising step under way."""
             progress = Progress()
             try:
-                gen = run_in_thread(lambda: work(progress))
+                gen = run_in_thread(lambda: studio.run(request.session_hash, work, progress))
                 while True:
                     try:
                         next(gen)
@@ -369,25 +396,31 @@ def build_app(studio: Studio):
                         world = stop.value
                         break
                     yield running(progress)
-                yield view(world, done(world))
+                note = f"Stopped: {world.path.stem} keeps its {len(world.clips)} clips." if progress.stop \
+                    else done(world)
+                yield view(world, note)
             except OwlError as exc:
                 yield failed(exc)
+            except GeneratorExit:
+                progress.stop = True
+                raise
 
-        def on_start(text, image_path, video_path, seed_, height_, width_, steps_, guidance_, memory_):
+        def on_start(text, image_path, video_path, seed_, height_, width_, steps_, guidance_, memory_,
+                     request: gr.Request):
             settings = lambda: studio.settings(seed_, height_, width_, steps_, guidance_, memory_)
-            yield from act(lambda p: studio.start(text, image_path, video_path, settings(), p),
+            yield from act(request, lambda p: studio.start(text, image_path, video_path, settings(), p),
                            lambda w: f"Started {w.path.stem}: clip {w.clips[-1].index} filmed.")
 
-        def on_film(name, text, proposal_text):
-            yield from act(lambda p: studio.film(name, text, proposal_text, p),
+        def on_film(name, text, proposal_text, request: gr.Request):
+            yield from act(request, lambda p: studio.film(name, text, proposal_text, p),
                            lambda w: f"Filmed clip {w.clips[-1].index}.")
 
-        def on_film_to(name, seconds, rows):
-            yield from act(lambda p: studio.film_to(name, seconds, rows, p),
+        def on_film_to(name, seconds, rows, request: gr.Request):
+            yield from act(request, lambda p: studio.film_to(name, seconds, rows, p),
                            lambda w: f"Filmed to {w.clips[-1].end:g} s.")
 
-        def on_branch(name, at_, text):
-            yield from act(lambda p: studio.branch(name, at_, text, p),
+        def on_branch(name, at_, text, request: gr.Request):
+            yield from act(request, lambda p: studio.branch(name, at_, text, p),
                            lambda w: f"Branched into {w.path.stem}: clip {w.clips[-1].index} filmed.")
 
         def on_pick(name):
@@ -396,12 +429,16 @@ def build_app(studio: Studio):
             except OwlError as exc:
                 return failed(exc)
 
+        def on_stop(request: gr.Request):
+            return "Stopping after this denoising step ..." if studio.stop(request.session_hash) else gr.skip()
+
         model = {"outputs": views, "concurrency_id": MODEL_QUEUE, "concurrency_limit": 1}
         start.click(on_start, [prompt, image, video_in, seed, height, width, steps, guidance, memory], **model)
         film.click(on_film, [current, proposal, proposed], **model)
         film_to.click(on_film_to, [current, until, timeline], **model)
         branch.click(on_branch, [current, at, branch_text], **model)
         worlds.input(on_pick, [worlds], **model)
+        stop.click(on_stop, None, [status], queue=False)  # not behind the work it stops
     return app
 
 
@@ -417,8 +454,6 @@ def is_loopback(host: str) -> bool:
 def serve(studio: Studio, host: str = "127.0.0.1", port: int = 7860, max_upload_mb: float = 200):
     """Serve the page on host:port (loopback unless told otherwise) from a background thread; returns the app
     (`app.close()` stops it)."""
-    import gradio as gr
-
     app = build_app(studio)
     app.queue(default_concurrency_limit=1)
     theme = gr.themes.Soft(font=["ui-sans-serif", "system-ui", "sans-serif"],

@@ -321,36 +321,37 @@ def cmd_play(args) -> int:
 
 def cmd_app(args) -> int:
     """Serve the web app (owl/app.py) until Ctrl-C."""
+    import contextlib
+    import io
     import time
 
-    from owl.app import Studio, is_loopback, serve
+    from owl import app as web
 
     if not 0 < args.port < 65536:
         raise OwlError(f"--port must be from 1 to 65535, got {args.port}")
     if not args.max_upload_mb > 0:
         raise OwlError(f"--max-upload-mb must be > 0, got {args.max_upload_mb:g}")
-    try:
-        import gradio  # noqa: F401  (the app's one extra dependency)
-    except ImportError:
-        raise OwlError("owl app needs Gradio: pip install -e '.[app]' (bash install.sh installs it)") from None
+    if web.gr is None:  # the app's one extra dependency
+        raise OwlError("owl app needs Gradio: pip install -e '.[app]' (bash install.sh installs it)")
     check_options(args)
     pipe = load_pipeline(args.model, args.preset, pick_device(args.device), args=args)
-    studio = Studio(pipe, args.worlds)
-    app = serve(studio, args.host, args.port, args.max_upload_mb)
+    studio = web.Studio(pipe, args.worlds)
+    app = web.serve(studio, args.host, args.port, args.max_upload_mb)
     where = args.model or (f"preset {args.preset}" if args.preset else DEFAULT_MODEL)
     print(f"owl app: serving {where} at http://{args.host}:{args.port} (worlds in {studio.folder}); Ctrl-C stops",
           flush=True)
-    if not is_loopback(args.host):
+    if not web.is_loopback(args.host):
         print(f"owl app: warning: --host {args.host} is not this machine's loopback: anyone who can reach it on port "
               f"{args.port} can run the model and read the worlds", flush=True)
     try:
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
-        print("owl app: stopped", flush=True)
         return 0
     finally:
-        app.close()
+        with contextlib.redirect_stdout(io.StringIO()):  # Gradio's own "Closing server ..." line
+            app.close()
+        print("owl app: stopped", flush=True)
 
 
 def _rollout_command(parser: argparse.ArgumentParser, func, settings, **flag_options) -> None:

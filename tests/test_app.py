@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -121,19 +122,33 @@ class AppServer:
     def __init__(self, tmp: Path, *options: str):
         self.worlds, self.port = tmp / "worlds", _free_port()
         env = {**os.environ, "GRADIO_TEMP_DIR": str(tmp / "uploads")}
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "owl.cli", "app", *options, "--worlds", str(self.worlds), "--port",
-             str(self.port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp)
-        self.first_line = self.process.stdout.readline()  # printed once the page is served
+        self.log = tmp / "app.log"
+        with open(self.log, "w") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "owl.cli", "app", *options, "--worlds", str(self.worlds), "--port",
+                 str(self.port)], stdout=log, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp)
+        deadline = time.monotonic() + 180
+        while "\n" not in self.output() and self.process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        self.first_line = self.output().split("\n")[0]  # printed once the page is served
         if "serving" not in self.first_line:
             self.process.kill()
-            raise AssertionError(f"owl app did not start: {self.first_line}{self.process.stdout.read()}")
+            raise AssertionError(f"owl app did not start: {self.output()}")
         self.url = f"http://127.0.0.1:{self.port}/"
 
+    def output(self) -> str:
+        return self.log.read_text()
+
     def stop(self) -> str:
-        self.process.terminate()
-        out, _ = self.process.communicate(timeout=60)
-        return out
+        """Ctrl-C, as a user stops it; what it printed."""
+        if self.process.poll() is not None:
+            return self.output()
+        self.process.send_signal(signal.SIGINT)
+        try:
+            self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        return self.output()
 
 
 def _open(browser, url):
@@ -144,13 +159,16 @@ def _open(browser, url):
 
 
 def _fill_number(page, selector: str, value) -> None:
-    """Type into a number box and leave it, so the page holds the value before the next click."""
+    """Type into a number box and leave it, so the page holds the value before the next click (again if a page
+    that was still settling put its default back)."""
     box = page.locator(selector)
-    box.fill(str(value))
-    box.press("Tab")
-    from playwright.sync_api import expect
-
-    expect(box).to_have_value(str(value))
+    for _ in range(10):
+        box.fill(str(value))
+        box.press("Tab")
+        page.wait_for_timeout(300)
+        if box.input_value() == str(value):
+            return
+    raise AssertionError(f"{selector} does not keep {value!r}: it shows {box.input_value()!r}")
 
 
 def _wait_status(page, pattern: str, timeout: float = 240):
@@ -232,12 +250,15 @@ def test_the_app_in_a_browser(browser, tiny_pipe, tmp_path):
             assert page.locator(f"#owl-downloads a[download='{name}']").count() == 1 and (server.worlds / name).is_file()
         leftovers = [p.name for p in server.worlds.iterdir() if ".tmp" in p.name or ".partial" in p.name]
         assert leftovers == []
+        printed = server.stop().strip().splitlines()  # Owl's lines only: no library noise, no traceback
+        assert printed[0] == server.first_line and printed[1:] == ["owl app: stopped"], printed
     finally:
         server.stop()
 
 
-def test_a_second_tab_waits_in_the_queue(browser, tmp_path):
-    """While one tab films, a second tab's action waits in Gradio's queue (it says so) and then runs."""
+def test_a_second_tab_waits_in_the_queue_and_stop_stops(browser, tmp_path):
+    """While one tab films, a second tab's action waits in Gradio's queue (it says so) and then runs; Stop ends
+    an action after its denoising step, and the world goes on from the clips it kept."""
     server = AppServer(tmp_path, "--preset", "tiny")
     try:
         first, second = _open(browser, server.url), _open(browser, server.url)
@@ -253,6 +274,19 @@ def test_a_second_tab_waits_in_the_queue(browser, tmp_path):
         _wait_status(first, r"Filmed to", timeout=600)
         _wait_status(second, r"Started world-002: clip 0 filmed\.", timeout=300)
         assert SessionFolder.open(server.worlds / "world-002.session").prompt == "a green square"
+
+        # Stop: the action ends after the denoising step under way; the world keeps its finished clips, goes on
+        _fill_number(first, "#owl-until input", "60")
+        first.locator("#owl-film-to").click()
+        _wait_status(first, r"Filming clip 2 of")
+        first.locator("#owl-stop").click()
+        _wait_status(first, r"Stopped: world-001 keeps its \d+ clips\.")
+        kept = len(SessionFolder.open(server.worlds / "world-001.session").records)
+        assert 4 <= kept < 20
+        first.locator("#owl-film").click()
+        _wait_status(first, rf"Filmed clip {kept}\.")
+        world = SessionFolder.open(server.worlds / "world-001.session")
+        assert len(world.records) == kept + 1 and world.complete
     finally:
         server.stop()
 
