@@ -13,8 +13,9 @@ with its error and the others go on.
 
 Splitting: process `rank` of `world` (RANK and WORLD_SIZE, as set by `accelerate launch` and `torchrun`) takes
 rows rank, rank + world, rank + 2 world, ...: every row exactly once, by position, so the split does not depend
-on timing and no process group is needed (processes never wait for each other). On CUDA, process LOCAL_RANK
-uses GPU LOCAL_RANK.
+on timing and no process group is needed. Processes do not wait for each other, but for one: a process that had a
+failed row waits, before it exits non-zero, until the others have recorded their rows (a launcher stops every
+process when one fails). On CUDA, process LOCAL_RANK uses GPU LOCAL_RANK.
 
 Manifest: each process appends one JSON line per row it finishes to DIR/manifest.rank{R}.jsonl (flushed and
 fsynced: a kill loses at most the row in progress), then, under a file lock, merges every rank's file into
@@ -172,15 +173,15 @@ def run_batch(items: list[BatchItem], out_dir: str | Path, load_pipeline: Callab
         raise OwlError(f"output folder does not exist: {str(out_dir)!r}")
     summary = BatchSummary(rank, world)
     recorded = read_manifest(out_dir)
-    mine, todo = items[rank::world], []
-    for item in mine:
+
+    def to_run(item: BatchItem) -> bool:
         entry = recorded.get(item.id)
         if entry and entry.get("status") == "ok" and (out_dir / f"{item.id}.mp4").is_file():
-            summary.skipped += 1
-        elif entry and entry.get("status") == "failed" and not retry_failed:
-            summary.skipped += 1
-        else:
-            todo.append(item)
+            return False
+        return not (entry and entry.get("status") == "failed" and not retry_failed)
+
+    todo = [item for item in items[rank::world] if to_run(item)]
+    summary.skipped = len(items[rank::world]) - len(todo)
     manifest = out_dir / f"manifest.rank{rank}.jsonl"
     if todo:
         pipe = load_pipeline()
@@ -211,8 +212,30 @@ def run_batch(items: list[BatchItem], out_dir: str | Path, load_pipeline: Callab
             _append_line(manifest, entry)
             bar.update(1)
         bar.close()
+    if summary.failed and world > 1:  # this process will exit non-zero, and a launcher then stops the others
+        others = [item.id for r in range(world) if r != rank for item in items[r::world] if to_run(item)]
+        _wait_for_rows(out_dir, others, since=_launched())
     summary.manifest = merge_manifest(out_dir, items)
     return summary
+
+
+def _launched() -> float:
+    """When this launch began: this process's creation time (a launcher starts its processes together), less a
+    margin; every row of this launch finished after it, every row of an earlier launch before it."""
+    import psutil  # (accelerate's dependency)
+
+    return psutil.Process().create_time() - 5.0
+
+
+def _wait_for_rows(out_dir: Path, ids: list[str], since: float, every: float = 0.5) -> None:
+    """Wait until the other processes have recorded each of `ids` (finished after `since`). Only a process that
+    had a failed row waits: it exits non-zero, and `torchrun` / `accelerate launch` stop every process of a launch
+    when one fails, which would cut the others' rows short."""
+    while True:
+        entries = read_manifest(out_dir)
+        if all(entries.get(i, {}).get("finished", 0) >= since for i in ids):
+            return
+        time.sleep(every)
 
 
 def merge_manifest(out_dir: Path, items: list[BatchItem]) -> Path:
