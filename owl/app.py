@@ -463,6 +463,7 @@ def serve(studio: Studio, host: str = "127.0.0.1", port: int = 7860, max_upload_
                    allowed_paths=[str(studio.folder.resolve())], max_file_size=f"{max_upload_mb:g}mb",
                    ssr_mode=False, mcp_server=False, theme=theme, css=CSS, footer_links=["settings"])
     except OSError as exc:
-        raise OwlError(f"cannot serve on {host}:{port}: {exc}") from exc
+        raise OwlError(f"cannot serve on {host}:{port}: the port is in use or the address is not this machine's; "
+                       "choose another --port or --host") from None
     return app
 

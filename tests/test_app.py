@@ -321,3 +321,20 @@ def test_a_24_second_world_of_the_shipped_model(browser, tmp_path):
             "a green triangle enters from the right."
     finally:
         server.stop()
+
+
+def test_a_world_from_a_video_upload(tiny_pipe, tmp_path):
+    """The page's "video to go on from": its clips observed, one clip filmed; a corrupt one is one line, no files."""
+    studio = Studio(tiny_pipe, tmp_path / "worlds")
+    fps, grid = tiny_pipe.renderer.config.fps, tiny_pipe.renderer.grid
+    source = tiny_pipe(PROMPT, seconds=(grid.first + grid.rest) / fps, output=tmp_path / "clip.mp4", progress=False)
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(b"\x00\x00\x00\x18ftypmp42 but nothing after")
+    with pytest.raises(OwlError, match="'broken.mp4'"):  # named as uploaded, not by the server's copy
+        studio.start("", None, str(bad), {}, Progress())
+    with pytest.raises(OwlError, match="not both"):
+        studio.start(PROMPT, str(source.path), str(source.path), {}, Progress())
+    assert list(studio.folder.iterdir()) == []
+    world = studio.start(PROMPT, None, str(source.path), {}, Progress())
+    assert [c.source for c in world.clips] == ["video", "video", "film"]
+    assert 'data-how="from the video"' in studio.storyboard_html(world)

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from owl.errors import OwlError
+from owl.video_io import read_video
 from owl.world import World
 
 
@@ -45,6 +46,29 @@ def test_a_fork_is_a_branch_and_leaves_the_world(tiny_pipe, tmp_path):
     assert np.array_equal(world.frames(), before)  # the world it came from is untouched
     fork.step()
     assert len(fork.clips) == 3 and len(World.load(tiny_pipe, tmp_path / "f.session").clips) == 3
+    fps = tiny_pipe.renderer.config.fps  # the fork is `owl branch` at that clip, frame for frame
+    branched = tiny_pipe.branch(tmp_path / "w.session", 1, tmp_path / "b.mp4", dynamics=["a blue square enters."],
+                                seconds=len(fork.frames()) / fps, progress=False)
+    frames, _ = read_video(branched.path)
+    assert len(frames) == len(fork.frames()) and [c.dynamics for c in branched.storyboard.clips] == \
+        [c.dynamics for c in fork.clips]
+    assert np.array_equal(World.load(tiny_pipe, tmp_path / "b.session").frames(), fork.frames())
+
+
+def test_a_world_can_go_on_from_a_video(tiny_pipe, tmp_path):
+    """World.extend: an mp4's clips are observed as `owl extend` observes them, then the world steps on."""
+    fps, grid = tiny_pipe.renderer.config.fps, tiny_pipe.renderer.grid
+    source = tiny_pipe("a red ball rolls left", seconds=(grid.first + grid.rest) / fps, output=tmp_path / "s.mp4",
+                       progress=False)
+    world = World.extend(tiny_pipe, tmp_path / "w.mp4", source.path, prompt="a red ball rolls left")
+    sources = [c.source for c in world.clips]
+    assert sources[-1] == "film" and set(sources[:-1]) == {"video"} and world.output.is_file()
+    extended = tiny_pipe.extend(source.path, seconds=grid.rest / fps, output=tmp_path / "e.mp4",
+                                prompt="a red ball rolls left", progress=False)
+    assert np.array_equal(world.frames(), World.load(tiny_pipe, tmp_path / "e.session").frames())
+    assert extended.num_frames == len(world.frames())
+    world.step()
+    assert len(world.clips) == len(sources) + 1
 
 
 def test_bad_steps_are_refused(tiny_pipe, tmp_path):
