@@ -259,7 +259,7 @@ def test_the_app_in_a_browser(browser, tiny_pipe, tmp_path):
 def test_a_second_tab_waits_in_the_queue_and_stop_stops(browser, tmp_path):
     """While one tab films, a second tab's action waits in Gradio's queue (it says so) and then runs; Stop ends
     an action after its denoising step, and the world goes on from the clips it kept."""
-    server = AppServer(tmp_path, "--preset", "tiny")
+    server = AppServer(tmp_path, "--preset", "tiny", "--max-upload-mb", "1")
     try:
         first, second = _open(browser, server.url), _open(browser, server.url)
         first.locator("#owl-prompt textarea").fill(PROMPT)
@@ -287,6 +287,14 @@ def test_a_second_tab_waits_in_the_queue_and_stop_stops(browser, tmp_path):
         _wait_status(first, rf"Filmed clip {kept}\.")
         world = SessionFolder.open(server.worlds / "world-001.session")
         assert len(world.records) == kept + 1 and world.complete
+
+        big = tmp_path / "big.png"  # over --max-upload-mb: refused by the page, nothing written
+        big.write_bytes(os.urandom(2 * 1024 * 1024))
+        before = sorted(p.name for p in server.worlds.iterdir())
+        second.locator("#owl-image input[type=file]").set_input_files(str(big))
+        second.get_by_text(re.compile(r"exceed the maximum allowed size.*big\.png")).first.wait_for(timeout=60_000)
+        assert sorted(p.name for p in server.worlds.iterdir()) == before
+        assert not list((tmp_path / "uploads").rglob("big.png"))
     finally:
         server.stop()
 
