@@ -462,7 +462,7 @@ def serve(studio: Studio, host: str = "127.0.0.1", port: int = 7860, max_upload_
         app.launch(server_name=host, server_port=port, quiet=True, show_error=True, prevent_thread_lock=True,
                    allowed_paths=[str(studio.folder.resolve())], max_file_size=int(max_upload_mb * 1024 * 1024),
                    ssr_mode=False, mcp_server=False, theme=theme, css=CSS, footer_links=["settings"])
-    except OSError as exc:
+    except OSError:
         raise OwlError(f"cannot serve on {host}:{port}: the port is in use or the address is not this machine's; "
                        "choose another --port or --host") from None
     return app
