@@ -23,6 +23,7 @@ place; the page stays live. Bad input shows Owl's one-line error in the page and
 from __future__ import annotations
 
 import base64
+import html
 import io
 import ipaddress
 import math
@@ -36,6 +37,7 @@ from owl.contact_sheet import save_contact_sheet
 from owl.errors import OwlError
 from owl.loading import open_image
 from owl.memory import MEMORIES
+from owl.settings import check_setting
 from owl.timeline import Timeline
 from owl.world import World
 
@@ -183,9 +185,7 @@ class Studio:
         predictions elsewhere (the clips filmed before keep theirs)."""
         world = self.world(name)
         s, grid = world.folder.settings, self.pipe.renderer.grid
-        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds) \
-                or seconds <= 0:
-            raise OwlError(f"film to must be a number of seconds > 0, got {seconds!r}")
+        check_setting("seconds", seconds)
         done = len(world.clips)
         total = grid.count(grid.total_frames(float(seconds), s.fps))
         if total <= done:
@@ -235,14 +235,11 @@ class Studio:
             return '<div id="owl-strip" class="owl-empty">No world yet.</div>'
         cards = []
         for clip in world.clips:
-            how = "prompt" if clip.index == 0 else ("predicted" if clip.predicted else "given")
-            if clip.source == "video":
-                how = "from the video"
             cards.append(
-                f'<figure class="owl-clip" data-index="{clip.index}" data-how="{how}">'
+                f'<figure class="owl-clip" data-index="{clip.index}" data-how="{clip.origin}">'
                 f'<img src="{self.thumbnail(world, clip.index)}" alt="clip {clip.index}">'
-                f'<figcaption><b>clip {clip.index}</b> · {clip.start:.1f}-{clip.end:.1f} s · <i>{how}</i><br>'
-                f'<span class="owl-dynamics">{_escape(clip.dynamics)}</span></figcaption></figure>')
+                f'<figcaption><b>clip {clip.index}</b> · {clip.start:.1f}-{clip.end:.1f} s · <i>{clip.origin}</i><br>'
+                f'<span class="owl-dynamics">{html.escape(clip.dynamics)}</span></figcaption></figure>')
         return f'<div id="owl-strip">{"".join(cards)}</div>'
 
 
@@ -252,14 +249,15 @@ def timeline_from_rows(rows) -> Timeline | None:
         return None
     if hasattr(rows, "values"):  # a pandas DataFrame
         rows = rows.values.tolist()
+    blank = lambda value: value is None or value == "" or (isinstance(value, float) and math.isnan(value))
     items = []
     for n, row in enumerate(rows, 1):
         start, end, text = (list(row) + [None, None, None])[:3]
-        if text is None or (isinstance(text, float) and math.isnan(text)) or not str(text).strip():
+        if blank(text) or not str(text).strip():
             continue
         item = {"dynamics": str(text).strip()}
         for key, value in (("start", start), ("end", end)):
-            if value is None or value == "" or (isinstance(value, float) and math.isnan(value)):
+            if blank(value):
                 if key == "end":
                     raise OwlError(f"timeline row {n} needs an end time (seconds)")
                 continue
@@ -273,10 +271,6 @@ def timeline_from_rows(rows) -> Timeline | None:
 
 def _choices(studio: Studio) -> list[tuple[str, str]]:
     return [(name.removesuffix(".session"), name) for name in studio.names()]
-
-
-def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
 
 
 def run_in_thread(work, every: float = 0.5):

@@ -24,8 +24,8 @@ HELP = "[Enter] film it · other text: film that · b N [text]: branch at clip N
 
 
 def describe(record) -> str:
-    how = "prompt" if record.index == 0 else ("predicted" if record.predicted else "given")
-    return f"clip {record.index} ({record.start:.1f}-{record.end:.1f} s, {how}): {record.dynamics or '(empty)'}"
+    return (f"clip {record.index} ({record.start:.1f}-{record.end:.1f} s, {record.origin}): "
+            f"{record.dynamics or '(empty)'}")
 
 
 def branch_output(world: World, at: int) -> Path:

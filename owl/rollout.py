@@ -49,6 +49,14 @@ class ClipRecord:
     predicted: bool  # True when the LMM wrote the dynamics, False when it was given
     source: str = "film"  # "film": made by the renderer; "video": read from an input video (extend)
 
+    @property
+    def origin(self) -> str:
+        """Where the clip's dynamics came from, in words: "prompt" (clip 0), "predicted", "given", or "from the
+        video" (a clip read from an input video)."""
+        if self.source == "video":
+            return "from the video"
+        return "prompt" if self.index == 0 else ("predicted" if self.predicted else "given")
+
 
 @dataclass
 class Storyboard:

@@ -143,8 +143,10 @@ class World:
     def step(self, dynamics: str | None = None, callback=None, progress: bool = False,
              callback_on_step_end=None):
         """Film the next clip, driven by `dynamics` (None: the world model's proposal), and save it; returns its
-        record. The output video then holds the world so far."""
-        return self.play(1, [dynamics], callback, progress, callback_on_step_end)[-1]
+        record (None if the rollout was interrupted before the clip was finished). The output video then holds the
+        world so far."""
+        filmed = self.play(1, [dynamics], callback, progress, callback_on_step_end)
+        return filmed[0] if filmed else None
 
     def play(self, clips: int, dynamics: list[str | None] | None = None, callback=None, progress: bool = False,
              callback_on_step_end=None):

@@ -81,3 +81,21 @@ def test_bad_steps_are_refused(tiny_pipe, tmp_path):
         world.fork(2, tmp_path / "f.mp4")
     with pytest.raises(OwlError, match="is not an Owl session"):
         World.load(tiny_pipe, tmp_path)
+
+
+def test_a_step_stopped_mid_clip_keeps_the_world(tiny_pipe, tmp_path):
+    """Interrupted during its clip (`pipe._interrupt`), a step returns None, the world keeps its clips, and the
+    next step films that clip as an uninterrupted step would."""
+    world = World.open(tiny_pipe, tmp_path / "w.mp4", prompt="a red ball rolls left")
+
+    def stop(pipe, i, t, tensors):
+        pipe._interrupt = True
+        return {}
+
+    assert world.step("the ball stops.", callback_on_step_end=stop) is None
+    assert len(world.clips) == 1
+    record = world.step("the ball stops.")
+    assert record.index == 1 and record.dynamics == "the ball stops."
+    whole = tiny_pipe("a red ball rolls left", seconds=len(world.frames()) / tiny_pipe.renderer.config.fps,
+                      dynamics=["the ball stops."], progress=False)
+    assert np.array_equal(world.frames(), whole.frames)
