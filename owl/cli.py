@@ -268,8 +268,13 @@ def cmd_init(args) -> int:
         raise OwlError(f"--out {str(out)!r} exists and is not an empty folder; choose a new one")
     choices = {name: getattr(args, name) for name in ("num_queries", "key_frames", "key_frame_size", "clip_seconds",
                                                       "fps", "height", "width") if getattr(args, name) is not None}
+    if args.num_queries is not None and args.director:
+        raise OwlError("--num-queries has no use with --director: its state is the Wan text encoder's features")
+    if args.instruction is not None and not args.director:
+        raise OwlError("--instruction is the director's: add --director")
     dtype = None if args.dtype in (None, "auto") else getattr(torch, args.dtype)
-    pipe = OwlPipeline.from_components(args.lmm, args.vdm, torch_dtype=dtype, seed=args.seed, **choices)
+    pipe = OwlPipeline.from_components(args.lmm, args.vdm, torch_dtype=dtype, seed=args.seed, director=args.director,
+                                       instruction=args.instruction, **choices)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -285,9 +290,12 @@ def cmd_init(args) -> int:
         shutil.rmtree(tmp, ignore_errors=True)
     wm, r = pipe.world_model, pipe.renderer
     count = lambda module: sum(p.numel() for p in module.parameters())
+    state = ("director mode (no training): the LMM writes the events, the Wan text encoder "
+             f"({count(wm.text_encoder) / 1e6:.1f}M) conditions" if args.director
+             else f"{wm.config.num_queries} state queries")
     print(f"wrote {out}: LMM {type(wm.vlm).__name__} ({count(wm.vlm) / 1e6:.1f}M), renderer Wan "
           f"({count(r.transformer) / 1e6:.1f}M, {r.vae.config.z_dim} latent channels, {r.spatial_scale}x VAE), "
-          f"{wm.config.num_queries} state queries, clips of {r.frames_per_clip(False)} frames at {r.config.fps} fps, "
+          f"{state}, clips of {r.frames_per_clip(False)} frames at {r.config.fps} fps, "
           f"{r.config.height} x {r.config.width}")
     return 0
 
@@ -445,6 +453,12 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--dtype", choices=("auto",) + DTYPES, default="auto",
                       help="weights as written (default auto: as the folders hold them)")
     init.add_argument("--seed", type=int, default=0, help="seed of the new parts (default 0)")
+    init.add_argument("--director", action="store_true",
+                      help="director mode, usable with no training: the instruct LMM writes each next event and the "
+                           "Wan folder's own text encoder conditions the video (needs a chat template and text_encoder/)")
+    init.add_argument("--instruction", metavar="TEXT",
+                      help="the director's instruction (its system message; default: owl.config.DIRECTOR_INSTRUCTION); "
+                           "kept in OUT/world_model/config.json, where it can be changed")
     init.set_defaults(func=cmd_init)
 
     play = sub.add_parser("play", help="steer a world clip by clip from the terminal",

@@ -153,10 +153,23 @@ def load_lmm(path: str | Path, torch_dtype: torch.dtype | None = None):
                              lambda: checked_transformers_load(AutoModelForImageTextToText, path, **dtype))
     tokenizer = load_component("the LMM's tokenizer", path,
                                lambda: AutoTokenizer.from_pretrained(path, trust_remote_code=False))
+    if not getattr(tokenizer, "chat_template", None):  # the processor's template, where the folder keeps it apart
+        tokenizer.chat_template = folder_chat_template(path)
     # the PIL processor reads the folder's preprocessor_config.json (patch, merge and temporal patch sizes, mean, std)
     image_processor = load_component("the LMM's image processor", path,
                                      lambda: Qwen2VLImageProcessorPil.from_pretrained(path))
     return vlm, tokenizer, image_processor
+
+
+def folder_chat_template(path: Path) -> str | None:
+    """The chat template a transformers folder keeps beside its tokenizer (chat_template.jinja, or
+    chat_template.json as processors write it), or None."""
+    if (path / "chat_template.jinja").is_file():
+        return (path / "chat_template.jinja").read_text()
+    if (path / "chat_template.json").is_file():
+        template = read_json(path / "chat_template.json", "LMM folder").get("chat_template")
+        return template if isinstance(template, str) and template else None
+    return None
 
 
 def check_token_ids(vlm, tokenizer, config: WorldModelConfig, where: str) -> None:
@@ -204,6 +217,27 @@ def load_vdm(path: str | Path, torch_dtype: torch.dtype | None = None):
                                              str(scheduler))
 
 
+def load_text_encoder(path: str | Path, torch_dtype: torch.dtype | None = None):
+    """(text_encoder, tokenizer) of a diffusers Wan folder: its UMT5 encoder (text_encoder/, strictly from
+    safetensors) and tokenizer (tokenizer/), which director mode conditions the transformer with."""
+    from transformers import AutoTokenizer, UMT5EncoderModel
+
+    path = Path(path)
+    if not (path / "text_encoder").is_dir() or not (path / "tokenizer").is_dir():
+        raise OwlError(f"VDM folder {str(path)!r} has no text_encoder/ and tokenizer/: director mode conditions the "
+                       "video model on its own text encoder (Wan's UMT5), as its WanPipeline folder holds it")
+    if not _has_safetensors(path / "text_encoder", "model"):
+        raise OwlError(f"VDM folder {str(path)!r} has no safetensors weights in text_encoder/ (model.safetensors or "
+                       "its index); Owl loads no other format")
+    dtype = {"dtype": torch_dtype} if torch_dtype is not None else {}
+    with quiet_transformers():
+        encoder = load_component("the Wan text encoder", path / "text_encoder", lambda: checked_transformers_load(
+            UMT5EncoderModel, path / "text_encoder", **dtype))
+    tokenizer = load_component("the Wan tokenizer", path / "tokenizer",
+                               lambda: AutoTokenizer.from_pretrained(path / "tokenizer", trust_remote_code=False))
+    return encoder.eval(), tokenizer
+
+
 def scheduler_shift(config, where: str) -> float:
     """The timestep shift a Wan scheduler's config states (`scheduler_config.json`, or a loaded scheduler's
     `.config`): UniPC's `flow_shift`, or a flow-matching scheduler's `shift`. Owl samples with flow-matching Euler
@@ -217,10 +251,16 @@ def scheduler_shift(config, where: str) -> float:
 # --- assembling ---------------------------------------------------------------------------------------------
 
 def assemble(vlm: nn.Module, tokenizer, image_processor, transformer, vae, flow_shift: float,
-             choices: OwlChoices = OwlChoices(), seed: int = 0):
-    """An OwlPipeline around loaded backbones; Owl's new parts (queries, projector) are drawn from `seed`."""
+             choices: OwlChoices = OwlChoices(), seed: int = 0, text=None, instruction: str | None = None):
+    """An OwlPipeline around loaded backbones; Owl's new parts (queries, projector) are drawn from `seed`.
+
+    text: (text_encoder, text_tokenizer) of the Wan folder for director mode (owl/director.py): the VLM then
+    writes the events (following `instruction`, or the default) and the Wan text encoder makes the condition;
+    nothing new is learned."""
     from diffusers import FlowMatchEulerDiscreteScheduler
 
+    from owl.config import DirectorConfig
+    from owl.director import Director
     from owl.pipeline import OwlPipeline
     from owl.renderer import Renderer
     from owl.world_model import WorldModel
@@ -239,21 +279,38 @@ def assemble(vlm: nn.Module, tokenizer, image_processor, transformer, vae, flow_
     fps = choices.fps or native_fps
     temporal = int(vae.config.scale_factor_temporal)
     clip_latent_frames = max(1, round(choices.clip_seconds * fps / temporal))
-    world_config = WorldModelConfig(num_queries=choices.num_queries, key_frames=choices.key_frames,
-                                    key_frame_size=choices.key_frame_size)
-    check_token_ids(vlm, tokenizer, world_config, where)
+    if text is None:
+        world_config = WorldModelConfig(num_queries=choices.num_queries, key_frames=choices.key_frames,
+                                        key_frame_size=choices.key_frame_size)
+        check_token_ids(vlm, tokenizer, world_config, where)
+        state_dim, length, condition = vlm.config.get_text_config().hidden_size, choices.num_queries, "state"
+    else:
+        text_encoder, text_tokenizer = text
+        director_config = DirectorConfig(key_frames=choices.key_frames, key_frame_size=choices.key_frame_size,
+                                         **({} if instruction is None else {"instruction": instruction}))
+        state_dim, length, condition = text_encoder.config.d_model, director_config.max_text_tokens, "text"
+        if transformer.config.text_dim != state_dim:
+            raise OwlError(f"{where}: the transformer takes text features of size {transformer.config.text_dim} but "
+                           f"the text encoder makes {state_dim}: the two come from different Wan models")
     renderer_config = RendererConfig(
-        state_dim=vlm.config.get_text_config().hidden_size, num_queries=choices.num_queries, fps=fps,
+        state_dim=state_dim, num_queries=length, fps=fps,
         height=choices.height or native_height, width=choices.width or native_width,
         clip_latent_frames=clip_latent_frames, context_latent_frames=1,
         num_inference_steps=choices.num_inference_steps, guidance_scale=float(choices.guidance_scale),
-        flow_shift=flow_shift)
+        flow_shift=flow_shift, condition=condition)
     torch.manual_seed(seed)
-    world_model = WorldModel(vlm, tokenizer, image_processor, world_config)
+    if text is None:
+        world_model = WorldModel(vlm, tokenizer, image_processor, world_config)
+    else:
+        world_model = Director(vlm, tokenizer, image_processor, text_encoder, text_tokenizer, director_config)
     scheduler = FlowMatchEulerDiscreteScheduler(shift=flow_shift)
     renderer = Renderer(transformer, vae, scheduler, renderer_config)
     renderer.check_size(renderer_config.height, renderer_config.width)
     device = next(vlm.parameters()).device
-    world_model.state_queries.data = world_model.state_queries.data.to(device)
+    if text is not None:
+        text_encoder.to(device)
+        # the unconditional input of guidance: the negative prompt, encoded once, as WanPipeline encodes it
+        renderer.projector.null_state.data = world_model.encode_text(director_config.negative_prompt).float()
+    world_model.place_small_parts(device)
     renderer.projector.to(device)
     return OwlPipeline(world_model.eval(), renderer.eval())

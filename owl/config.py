@@ -2,6 +2,7 @@
 
 - `WorldModelConfig`: what Owl adds to a vision-language model (state queries, key frames, dynamics text).
 - `RendererConfig`: what Owl adds to a Wan video diffusion model (projector, clip layout, sampling defaults).
+- `DirectorConfig`: director mode's world model, an unmodified instruct VLM (its instruction, what it is shown).
 - `PRESETS`: named model sizes in one dict (after DiT): the backbone configs (a transformers VLM config, a
   diffusers Wan transformer and VAE config) plus Owl's two configs. `tiny` builds random seeded weights in
   seconds on CPU for tests and smoke runs; `shapes` is the size of the shipped model (checkpoints/owl-shapes),
@@ -47,6 +48,29 @@ class RendererConfig:
     num_inference_steps: int = 30
     guidance_scale: float = 5.0
     flow_shift: float = 3.0  # timestep shift of the flow-matching schedule (Wan uses 3.0 at 480p)
+    # what conditions the transformer: "state" (s_t through the learned projector, Owl-1) or "text" (director mode:
+    # the Wan model's own text encoding of the prompt and the current event, as it was trained; no new weights)
+    condition: str = "state"
+
+
+DIRECTOR_INSTRUCTION = (
+    "You direct a long video, one short clip at a time. You are given the video's prompt, the events filmed so "
+    "far, and the last frames of the latest clip. Write the next event: one short sentence in the present tense "
+    "saying what happens next in the scene, consistent with what has been filmed. Write only that sentence."
+)
+
+
+@dataclass(frozen=True)
+class DirectorConfig:
+    """Director mode (owl/director.py): an instruct VLM writes each next event through its chat template, and the
+    video model's own text encoder turns the prompt and that event into the renderer's condition."""
+
+    instruction: str = DIRECTOR_INSTRUCTION  # the system message the VLM gets before every event it writes
+    key_frames: int = 2  # K frames of the latest clip the VLM sees
+    key_frame_size: int = 448  # key frames enter the vision tower at about this side squared in pixels, aspect kept
+    max_dynamics_tokens: int = 32  # generation bound for an event
+    max_text_tokens: int = 512  # the text condition's length (WanPipeline's max_sequence_length)
+    negative_prompt: str = ""  # the unconditional text of guidance (WanPipeline's default), encoded once at init
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,9 @@ from owl.renderer import Renderer
 from owl.world_model import WorldModel
 
 COMPONENTS = ("world_model", "vlm", "tokenizer", "image_processor", "renderer", "transformer", "vae", "scheduler")
+# director mode (owl/director.py; model_index.json "mode": "director") also keeps the Wan folder's text encoder
+DIRECTOR_COMPONENTS = COMPONENTS[:4] + ("text_encoder", "text_tokenizer") + COMPONENTS[4:]
+MODES = {"trained": COMPONENTS, "director": DIRECTOR_COMPONENTS}
 
 
 def open_image(path: str | Path):
@@ -109,14 +112,23 @@ def check_model_folder(path: str | Path) -> Path:
         hint = ("; make an Owl model from it with owl init --lmm QWEN_DIR --vdm WAN_DIR --out OWL_DIR"
                 if isinstance(found, str) and found.startswith("Wan") else "")
         raise OwlError(f"{str(index_file)!r} describes {found!r}, not an Owl pipeline (_class_name OwlPipeline){hint}")
-    if index.get("components", list(COMPONENTS)) != list(COMPONENTS):
-        raise OwlError(f"{str(index_file)!r} lists components {index.get('components')!r}; an Owl pipeline has "
-                       f"{list(COMPONENTS)}")
-    missing = [c for c in COMPONENTS if not (path / c).is_dir()]
+    mode = index.get("mode", "trained")
+    if mode not in MODES:
+        raise OwlError(f"{str(index_file)!r} names mode {mode!r}; accepted: {', '.join(MODES)}")
+    components = list(MODES[mode])
+    if index.get("components", components) != components:
+        raise OwlError(f"{str(index_file)!r} lists components {index.get('components')!r}; an Owl pipeline "
+                       f"({mode}) has {components}")
+    missing = [c for c in components if not (path / c).is_dir()]
     if missing:
         raise OwlError(f"model folder {str(path)!r} is missing component(s) {missing}; a saved Owl pipeline "
-                       f"has {list(COMPONENTS)}")
+                       f"({mode}) has {components}")
     return path
+
+
+def folder_mode(path: Path) -> str:
+    """"trained" or "director": what a checked model folder holds (`check_model_folder`)."""
+    return json.loads((path / "model_index.json").read_text()).get("mode", "trained")
 
 
 def preset_parts(name: str | ModelPreset, seed: int, device: torch.device, torch_dtype: torch.dtype | None,
@@ -181,7 +193,18 @@ def pretrained_parts(path: Path, torch_dtype: torch.dtype | None) -> tuple[World
                                                                **{"dtype": torch_dtype} if torch_dtype else {}))
     tokenizer = load("tokenizer", lambda p: AutoTokenizer.from_pretrained(p, trust_remote_code=False))
     image_processor = load("image_processor", Qwen2VLImageProcessorPil.from_pretrained)
-    world_model = load("world_model", lambda p: WorldModel.from_parts(vlm, tokenizer, image_processor, p))
+    if folder_mode(path) == "director":
+        from transformers import UMT5EncoderModel
+
+        from owl.director import Director
+
+        with quiet_transformers():
+            encoder = load("text_encoder", lambda p: checked_transformers_load(UMT5EncoderModel, p))
+        text_tokenizer = load("text_tokenizer", lambda p: AutoTokenizer.from_pretrained(p, trust_remote_code=False))
+        world_model = load("world_model", lambda p: Director.from_parts(vlm, tokenizer, image_processor, encoder,
+                                                                         text_tokenizer, p))
+    else:
+        world_model = load("world_model", lambda p: WorldModel.from_parts(vlm, tokenizer, image_processor, p))
     transformer = load("transformer", lambda p: WanTransformer3DModel.from_pretrained(p, use_safetensors=True, **dtype))
     vae = load("vae", lambda p: AutoencoderKLWan.from_pretrained(p, use_safetensors=True))
     scheduler = load("scheduler", FlowMatchEulerDiscreteScheduler.from_pretrained)

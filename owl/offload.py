@@ -24,7 +24,7 @@ from torch import nn
 
 def _small_parts(pipe, device: torch.device) -> None:
     """The parts that stay on the accelerator: they are tiny and every step reads them."""
-    pipe.world_model.state_queries.data = pipe.world_model.state_queries.data.to(device)
+    pipe.world_model.place_small_parts(device)
     pipe.renderer.projector.to(device)
     for name in ("latents_mean", "latents_std"):
         setattr(pipe.renderer, name, getattr(pipe.renderer, name).to(device))
@@ -32,15 +32,15 @@ def _small_parts(pipe, device: torch.device) -> None:
 
 def components(pipe) -> dict[str, nn.Module]:
     """The big components by their names in `model_cpu_offload_seq`."""
-    return {"vlm": pipe.world_model.vlm, "transformer": pipe.renderer.transformer, "vae": pipe.renderer.vae}
+    parts = {name: module for name, (module, _) in pipe.world_model.offload_parts().items()}
+    return {**parts, "transformer": pipe.renderer.transformer, "vae": pipe.renderer.vae}
 
 
 def entry_points(pipe, name: str) -> list[nn.Module]:
-    """The modules through which a component is called: the LMM through its parts, the others whole."""
-    if name != "vlm":
-        return [components(pipe)[name]]
-    wm, vlm = pipe.world_model, pipe.world_model.vlm
-    return [wm.visual, wm.language_model, vlm.get_input_embeddings(), vlm.get_output_embeddings()]
+    """The modules through which a component is called: the world model's as it says (the LMM through its
+    parts), the others whole."""
+    parts = pipe.world_model.offload_parts()
+    return parts[name][1] if name in parts else [components(pipe)[name]]
 
 
 class ModelOffload:
@@ -92,5 +92,5 @@ def enable_group_offload(pipe, onload_device: torch.device, offload_device: torc
     pipe.renderer.vae.enable_group_offload(**options)
     # The LMM is called through its parts, not its forward, so it is offloaded leaf by leaf: each leaf (the word
     # embeddings, every linear layer, the LM head) brings itself in when called, whoever calls it.
-    apply_group_offloading(pipe.world_model.vlm, **{**options, "offload_type": "leaf_level",
-                                                     "num_blocks_per_group": None})
+    for module, _ in pipe.world_model.offload_parts().values():
+        apply_group_offloading(module, **{**options, "offload_type": "leaf_level", "num_blocks_per_group": None})

@@ -38,9 +38,10 @@ from torch import nn
 
 from owl.clip_sources import ClipSource, Film, FromVideo
 from owl.config import ModelPreset
+from owl.director import Director
 from owl.errors import OwlError
 from owl.files import check_output, output_lock, remove_stale_temporaries, write_bytes_atomic
-from owl.loading import COMPONENTS, check_model_folder, load_image, preset_parts, pretrained_parts, resolve_device
+from owl.loading import check_model_folder, load_image, preset_parts, pretrained_parts, resolve_device
 from owl.renderer import Interrupted, Renderer
 from owl.rollout import ClipEvent, Storyboard, check_dynamics, rollout
 from owl.session import PartialVideo, SessionFolder, partial_path, session_path
@@ -72,6 +73,8 @@ class OwlPipeline:
     def __init__(self, world_model: WorldModel, renderer: Renderer):
         self.world_model = world_model
         self.renderer = renderer
+        # a director's loop calls its VLM, then its text encoder, then the VDM (owl/director.py)
+        self.model_cpu_offload_seq = "->".join([*world_model.offload_parts(), "transformer", "vae"])
         self._interrupt = False  # set by a callback to stop the rollout (see `__call__`)
         self._on_step = None  # the renderer's per-step hook while a call with callback_on_step_end runs
         self.source: dict | None = None  # where the weights came from ({"preset": ...} or {"path": ...}), for sessions
@@ -98,14 +101,24 @@ class OwlPipeline:
     @classmethod
     def from_components(cls, lmm: str | Path | nn.Module, vdm, tokenizer=None, image_processor=None,
                         device: str | torch.device = "cpu", torch_dtype: torch.dtype | None = None, seed: int = 0,
-                        **choices) -> "OwlPipeline":
+                        director: bool = False, instruction: str | None = None, **choices) -> "OwlPipeline":
         """An Owl model around published checkpoints (see `owl.components`): `lmm` a transformers Qwen-VL folder
         (or a loaded model, with its `tokenizer` and `image_processor`), `vdm` a diffusers Wan folder (or a loaded
         WanPipeline). Every dimension comes from their configs; the state queries and projector are new, drawn
         from `seed`. choices: `owl.components.OwlChoices` (num_queries, key_frames, key_frame_size, clip_seconds,
-        fps, height, width, num_inference_steps, guidance_scale). `save_pretrained` then writes an Owl folder."""
-        from owl.components import OwlChoices, assemble, load_lmm, load_vdm, scheduler_shift
+        fps, height, width, num_inference_steps, guidance_scale). `save_pretrained` then writes an Owl folder.
 
+        director: director mode (owl/director.py), ready to use with no training: the instruct VLM writes each next
+        event (after `instruction`, default `owl.config.DIRECTOR_INSTRUCTION`) and the Wan folder's own text
+        encoder conditions the transformer; the LMM needs a chat template, the Wan folder its text_encoder/."""
+        from owl.components import OwlChoices, assemble, load_lmm, load_text_encoder, load_vdm, scheduler_shift
+
+        if director and "num_queries" in choices:
+            raise OwlError("num_queries has no use in director mode: its state is the Wan text encoder's features")
+        if instruction is not None and not director:
+            raise OwlError("an instruction is for director mode: add director=True (owl init --director)")
+        if instruction is not None and (not isinstance(instruction, str) or not instruction.strip()):
+            raise OwlError(f"instruction must be a non-empty text, got {instruction!r}")
         try:
             options = OwlChoices(**choices)
         except TypeError as exc:
@@ -117,12 +130,24 @@ class OwlPipeline:
             raise OwlError("from_components: a loaded LMM needs its tokenizer= and image_processor= too")
         else:
             vlm = lmm
+        if director:
+            from owl.director import check_chat_template
+
+            check_chat_template(tokenizer, f"LMM {str(lmm)!r}" if isinstance(lmm, (str, Path)) else "the LMM")
+        text = None
         if isinstance(vdm, (str, Path)):
             transformer, vae, shift = load_vdm(vdm, torch_dtype)
+            if director:
+                text = load_text_encoder(vdm)
         else:  # a loaded diffusers WanPipeline
             transformer, vae = vdm.transformer, vdm.vae
             shift = scheduler_shift(vdm.scheduler.config, "from_components(vdm=...)")
-        pipe = assemble(vlm, tokenizer, image_processor, transformer, vae, shift, options, seed).to(device)
+            if director:
+                if getattr(vdm, "text_encoder", None) is None or getattr(vdm, "tokenizer", None) is None:
+                    raise OwlError("from_components: director mode needs the WanPipeline's text_encoder and tokenizer")
+                text = (vdm.text_encoder, vdm.tokenizer)
+        pipe = assemble(vlm, tokenizer, image_processor, transformer, vae, shift, options, seed, text,
+                        instruction).to(device)
         pipe.source = None  # not reproducible from a name: save it, and sessions record the folder
         return pipe
 
@@ -142,9 +167,8 @@ class OwlPipeline:
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         wm, r = self.world_model, self.renderer
-        wm.vlm.save_pretrained(path / "vlm", safe_serialization=True)
-        wm.tokenizer.save_pretrained(path / "tokenizer")
-        wm.image_processor.save_pretrained(path / "image_processor")
+        for name, part in wm.parts().items():  # the LMM, its tokenizer and processor; a director's text encoder
+            part.save_pretrained(path / name)
         wm.save_pretrained(path / "world_model")
         r.transformer.save_pretrained(path / "transformer", safe_serialization=True)
         r.vae.save_pretrained(path / "vae", safe_serialization=True)
@@ -152,7 +176,9 @@ class OwlPipeline:
         r.save_pretrained(path / "renderer")
         from owl import __version__
 
-        index = {"_class_name": "OwlPipeline", "_owl_version": __version__, "components": list(COMPONENTS)}
+        index = {"_class_name": "OwlPipeline", "_owl_version": __version__, "components": list(self.components)}
+        if isinstance(wm, Director):
+            index["mode"] = "director"
         write_bytes_atomic(path / "model_index.json", (json.dumps(index, indent=2) + "\n").encode())
 
     def to(self, device) -> "OwlPipeline":
@@ -287,10 +313,11 @@ class OwlPipeline:
 
     @property
     def components(self) -> dict:
-        """Every component by its folder name (`COMPONENTS`), as diffusers' `pipe.components`."""
+        """Every component by its folder name (`owl.loading.COMPONENTS`, or `DIRECTOR_COMPONENTS`), as diffusers'
+        `pipe.components`."""
         wm, r = self.world_model, self.renderer
-        return {"world_model": wm, "vlm": wm.vlm, "tokenizer": wm.tokenizer, "image_processor": wm.image_processor,
-                "renderer": r, "transformer": r.transformer, "vae": r.vae, "scheduler": r.scheduler}
+        return {"world_model": wm, **wm.parts(), "renderer": r, "transformer": r.transformer, "vae": r.vae,
+                "scheduler": r.scheduler}
 
     @property
     def current_timestep(self):

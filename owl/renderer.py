@@ -3,7 +3,9 @@
 o_t = Film(s_t, o_{t-1}), after Owl-1 §3 with Wan's parts:
 - `StateProjector` maps s_t, (Q, D_lmm), to the transformer's `encoder_hidden_states`, (Q, text_dim), in place
   of the text encoder's features; a learned null state, projected the same way, is the unconditional input for
-  classifier-free guidance.
+  classifier-free guidance. In director mode (`RendererConfig.condition` "text", owl/director.py) the state is
+  already the Wan text encoder's features, and `TextCondition` passes it on, with the encoded negative prompt as
+  the unconditional input, as WanPipeline conditions.
 - Short-term context: clean latent frames of the previous clip sit at the head of the new clip's latent
   sequence, with timestep 0 on their tokens, as Wan2.2-TI2V does with its first frame. Context is handed over as
   latents, never through a decode/encode round trip (that round trip is where peers' colour drift comes from).
@@ -60,6 +62,25 @@ class StateProjector(nn.Module):
         return self._null[1].expand(batch, -1, -1)
 
 
+class TextCondition(nn.Module):
+    """Director mode's condition: the state is the video model's own text encoding (B, L, text_dim), given to the
+    transformer as it is; `null_state` (L, text_dim) is the encoded negative prompt, stored with the model (it is
+    encoded once, by the text encoder, when the folder is made). Nothing here is learned."""
+
+    def __init__(self, length: int, text_dim: int):
+        super().__init__()
+        self.null_state = nn.Parameter(torch.zeros(length, text_dim), requires_grad=False)
+
+    def forward(self, states: torch.Tensor) -> torch.Tensor:
+        return states.to(self.null_state.dtype)
+
+    def null(self, batch: int) -> torch.Tensor:
+        return self.null_state.expand(batch, -1, -1)
+
+
+CONDITIONS = ("state", "text")  # RendererConfig.condition: StateProjector, TextCondition
+
+
 class Renderer(nn.Module):
     """Wan transformer + Wan VAE + flow-matching scheduler + state projector."""
 
@@ -69,7 +90,13 @@ class Renderer(nn.Module):
         self.vae = vae
         self.scheduler = scheduler
         self.config = config
-        self.projector = projector or StateProjector(config.num_queries, config.state_dim, transformer.config.text_dim)
+        if config.condition not in CONDITIONS:
+            raise OwlError(f"renderer config: condition must be {' or '.join(map(repr, CONDITIONS))}, got "
+                           f"{config.condition!r}")
+        if projector is None:
+            projector = (TextCondition(config.num_queries, transformer.config.text_dim) if config.condition == "text"
+                         else StateProjector(config.num_queries, config.state_dim, transformer.config.text_dim))
+        self.projector = projector
         self.current_timestep: torch.Tensor | None = None  # the denoising step under way, while one is
         self.temporal_scale = int(vae.config.scale_factor_temporal)
         self.spatial_scale = int(vae.config.scale_factor_spatial)

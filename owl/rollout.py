@@ -64,9 +64,13 @@ class Storyboard:
     fps: float
     seconds: float
     clips: list[ClipRecord] = field(default_factory=list)
+    director: str | None = None  # director mode (owl/director.py): the instruction its VLM wrote the events after
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2) + "\n"
+        data = asdict(self)
+        if self.director is None:
+            del data["director"]
+        return json.dumps(data, indent=2) + "\n"
 
     def save(self, path: str | Path) -> None:
         write_bytes_atomic(path, self.to_json().encode())
@@ -133,7 +137,7 @@ def rollout(world_model: WorldModel, renderer: Renderer, prompt: str, settings: 
     num_clips = known + grid.count_after(total_frames - known_frames, first=known == 0)
     check_dynamics(dynamics, num_clips, s, renderer)
     generator = torch.Generator("cpu").manual_seed(s.seed)
-    storyboard = Storyboard(prompt=prompt, fps=s.fps, seconds=total_frames / s.fps)
+    storyboard = Storyboard(prompt=prompt, fps=s.fps, seconds=total_frames / s.fps, director=world_model.instruction)
 
     started = time.perf_counter()
     session = open_session(world_model, s)

@@ -106,7 +106,7 @@ class World:
         """The storyboard so far, as `owl generate` writes it beside its video."""
         folder = self.folder
         return Storyboard(folder.prompt, folder.settings.fps, folder.written / folder.settings.fps,
-                          list(folder.records))
+                          list(folder.records), director=self.pipe.world_model.instruction)
 
     def frames(self) -> np.ndarray:
         """The video so far, (T, H, W, 3) uint8, as the session holds it."""

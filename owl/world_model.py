@@ -56,6 +56,39 @@ class Span:
     end: int
 
 
+def pixel_patches(image_processor, frames_thwc: np.ndarray, size: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Frames -> the vision tower's input, as the model's image processor lays it out, computed in torch.
+
+    Each frame keeps its aspect ratio: it is resized (bicubic, antialiased) to the processor's own geometry
+    (`smart_resize`: sides a multiple of patch x merge, about key_frame_size^2 pixels), rescaled and normalized
+    with the processor's mean and std, repeated to `temporal_patch_size` frames, and cut into patches in
+    Qwen2-VL's order (merge windows of merge x merge patches kept together). Returns patches
+    (T * gh * gw, 3 * tp * p * p) and grid_thw (T, 3) = (1, gh, gw) per frame. The processor itself works
+    frame by frame through PIL; this does the same for a whole batch at once, on `device`. Used by the world
+    model and by director mode's VLM (owl/director.py) alike.
+    """
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
+
+    proc = image_processor
+    p, m, tp = proc.patch_size, proc.merge_size, proc.temporal_patch_size
+    x = torch.from_numpy(np.ascontiguousarray(frames_thwc)).to(device).permute(0, 3, 1, 2).float()  # (T, 3, H, W)
+    height, width = smart_resize(x.shape[-2], x.shape[-1], factor=p * m, min_pixels=(p * m) ** 2,
+                                 max_pixels=size * size)
+    if x.shape[-2:] != (height, width):
+        x = torch.nn.functional.interpolate(x, size=(height, width), mode="bicubic", antialias=True,
+                                            align_corners=False)
+        x = x.round().clamp(0, 255)
+    mean = torch.tensor(proc.image_mean, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(proc.image_std, device=device).view(1, 3, 1, 1)
+    x = (x * proc.rescale_factor - mean) / std
+    t, gh, gw = x.shape[0], height // p, width // p
+    x = x[:, None].expand(t, tp, 3, height, width)  # a still frame fills the temporal patch
+    x = x.reshape(t, tp, 3, gh // m, m, p, gw // m, m, p).permute(0, 3, 6, 4, 7, 2, 1, 5, 8)
+    patches = x.reshape(t * gh * gw, 3 * tp * p * p)
+    grid_thw = torch.tensor([[1, gh, gw]] * t, device=device)
+    return patches, grid_thw
+
+
 def _text_positions(length: int, device) -> torch.Tensor:
     return torch.arange(length, device=device).expand(3, length)
 
@@ -104,6 +137,23 @@ class WorldModel(nn.Module):
     def device(self) -> torch.device:
         return self.state_queries.device
 
+    instruction = None  # a trained world model follows no written instruction (director mode's does)
+
+    def parts(self) -> dict:
+        """The library components saved beside Owl's part, by their folder names in a model folder."""
+        return {"vlm": self.vlm, "tokenizer": self.tokenizer, "image_processor": self.image_processor}
+
+    def offload_parts(self) -> dict[str, tuple[nn.Module, list[nn.Module]]]:
+        """For CPU offload (owl/offload.py): each big component in call order, with the modules it is called
+        through. The LMM is called through its parts, never its forward."""
+        vlm = self.vlm
+        return {"vlm": (vlm, [self.visual, self.language_model, vlm.get_input_embeddings(),
+                              vlm.get_output_embeddings()])}
+
+    def place_small_parts(self, device) -> None:
+        """The state queries stay on the accelerator under offload: every step reads them."""
+        self.state_queries.data = self.state_queries.data.to(device)
+
     def _token_id(self, token: str) -> int:
         ids = self.tokenizer.convert_tokens_to_ids([token])
         if ids[0] is None or ids[0] == self.tokenizer.unk_token_id:
@@ -135,35 +185,8 @@ class WorldModel(nn.Module):
         return Segment(self.state_queries.to(dtype), _text_positions(q, self.device), q)
 
     def pixel_patches(self, frames_thwc: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """Frames -> the vision tower's input, as the model's image processor lays it out, computed in torch.
-
-        Each frame keeps its aspect ratio: it is resized (bicubic, antialiased) to the processor's own geometry
-        (`smart_resize`: sides a multiple of patch x merge, about key_frame_size^2 pixels), rescaled and normalized
-        with the processor's mean and std, repeated to `temporal_patch_size` frames, and cut into patches in
-        Qwen2-VL's order (merge windows of merge x merge patches kept together). Returns patches
-        (T * gh * gw, 3 * tp * p * p) and grid_thw (T, 3) = (1, gh, gw) per frame. The processor itself works
-        frame by frame through PIL; this does the same for a whole batch at once, on the model's device.
-        """
-        from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
-
-        proc, size = self.image_processor, self.config.key_frame_size
-        p, m, tp = proc.patch_size, proc.merge_size, proc.temporal_patch_size
-        x = torch.from_numpy(np.ascontiguousarray(frames_thwc)).to(self.device).permute(0, 3, 1, 2).float()  # (T, 3, H, W)
-        height, width = smart_resize(x.shape[-2], x.shape[-1], factor=p * m, min_pixels=(p * m) ** 2,
-                                     max_pixels=size * size)
-        if x.shape[-2:] != (height, width):
-            x = torch.nn.functional.interpolate(x, size=(height, width), mode="bicubic", antialias=True,
-                                                align_corners=False)
-            x = x.round().clamp(0, 255)
-        mean = torch.tensor(proc.image_mean, device=self.device).view(1, 3, 1, 1)
-        std = torch.tensor(proc.image_std, device=self.device).view(1, 3, 1, 1)
-        x = (x * proc.rescale_factor - mean) / std
-        t, gh, gw = x.shape[0], height // p, width // p
-        x = x[:, None].expand(t, tp, 3, height, width)  # a still frame fills the temporal patch
-        x = x.reshape(t, tp, 3, gh // m, m, p, gw // m, m, p).permute(0, 3, 6, 4, 7, 2, 1, 5, 8)
-        patches = x.reshape(t * gh * gw, 3 * tp * p * p)
-        grid_thw = torch.tensor([[1, gh, gw]] * t, device=self.device)
-        return patches, grid_thw
+        """Frames -> the vision tower's input (see `pixel_patches` below), at this model's key-frame size."""
+        return pixel_patches(self.image_processor, frames_thwc, self.config.key_frame_size, self.device)
 
     def frame_segments(self, frames_thwc: np.ndarray) -> list[Segment]:
         """One segment per frame, `<|vision_start|> image tokens <|vision_end|>`, from uint8 (T, H, W, 3) frames."""

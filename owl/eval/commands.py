@@ -29,7 +29,7 @@ EVAL_SETTINGS = ("memory", "seed", "num_inference_steps", "guidance_scale", "max
 
 
 def _shapes(args: argparse.Namespace) -> int:
-    from owl.eval.shapes import evaluate_shapes, format_table
+    from owl.eval.shapes import evaluate_shapes, format_comparison, format_table
 
     filming = given_setting_flags(args, EVAL_SETTINGS)
     if args.probe:
@@ -47,23 +47,34 @@ def _shapes(args: argparse.Namespace) -> int:
     from owl.cli import pick_device
     from owl.loading import check_model_folder
 
-    check_setting_flags(args)  # the rollout settings, the device and the model folder: before anything loads
+    check_setting_flags(args)  # the rollout settings, the device and the model folders: before anything loads
     device = pick_device(args.device)
-    if args.model is not None:
-        check_model_folder(args.model)
+    models = args.model or [None]
+    for model in args.model or []:
+        check_model_folder(model)
+    if len(models) > 1 and args.probe_train is not None:
+        raise OwlError("--probe-train reads one model's states; give one --model")
     out = Path(args.out) if args.out else None
     _check_out(out)
     if args.probe_train is not None:  # before the model loads
         _check_scenarios(args.probe_train)
     settings = setting_values(args, EVAL_SETTINGS)  # the flags given, else the API's defaults
-    report = evaluate_shapes(args.scenarios, args.model, ground_truth=args.ground_truth,
-                             reconstruct_only=args.reconstruct, memory=settings["memory"], seed=settings["seed"],
-                             limit=args.limit, steps=settings["num_inference_steps"],
-                             guidance_scale=settings["guidance_scale"], device=device,
-                             max_observations=settings["max_observations"],
-                             log=lambda line: print(line, file=sys.stderr, flush=True), probe_train=args.probe_train)
-    print(format_table(report))
-    _write_report(out, report)
+    reports = []
+    for model in models:  # one after the other, on the same scenarios with the same settings
+        report = evaluate_shapes(args.scenarios, model, ground_truth=args.ground_truth,
+                                 reconstruct_only=args.reconstruct, memory=settings["memory"], seed=settings["seed"],
+                                 limit=args.limit, steps=settings["num_inference_steps"],
+                                 guidance_scale=settings["guidance_scale"], device=device,
+                                 max_observations=settings["max_observations"],
+                                 log=lambda line: print(line, file=sys.stderr, flush=True),
+                                 probe_train=args.probe_train)
+        if len(models) > 1:
+            print(f"model {model}:")
+        print(format_table(report))
+        reports.append(report)
+    if len(reports) > 1:
+        print(format_comparison(reports))
+    _write_report(out, reports[0] if len(reports) == 1 else {"models": reports})
     return 0
 
 
@@ -71,7 +82,7 @@ def _probe(args: argparse.Namespace, filming: list[str]) -> int:
     """`owl eval shapes --probe`: fit the memory probe on --probe-train, score it on --scenarios, both memories."""
     from owl.cli import pick_device
     from owl.eval.probe import format_probe, probe_memory
-    from owl.loading import check_model_folder
+    from owl.loading import check_model_folder, folder_mode
     from owl.pipeline import OwlPipeline
 
     other = [flag for flag, value in (("--ground-truth", args.ground_truth), ("--reconstruct", args.reconstruct))
@@ -82,16 +93,22 @@ def _probe(args: argparse.Namespace, filming: list[str]) -> int:
     if args.model is None or args.probe_train is None:
         raise OwlError("--probe needs --model DIR (a saved Owl pipeline) and --probe-train DIR (the scenarios/ of "
                        "the model's training data, to fit the probe on)")
+    if len(args.model) > 1:
+        raise OwlError(f"--probe reads one model's states; give one --model, got {len(args.model)}")
+    model = args.model[0]
     device = pick_device(args.device)
-    check_model_folder(args.model)
+    check_model_folder(model)
+    if folder_mode(Path(model)) == "director":
+        raise OwlError(f"--probe reads a trained world state; {model!r} is a director folder, whose state is the "
+                       "Wan text encoding of the events it writes")
     out = Path(args.out) if args.out else None
     _check_out(out)
     for folder in (args.scenarios, args.probe_train):  # before the model loads
         _check_scenarios(folder)
-    pipe = OwlPipeline.from_pretrained(args.model, device=device)
+    pipe = OwlPipeline.from_pretrained(model, device=device)
     report = probe_memory(pipe, args.scenarios, args.probe_train, limit=args.limit,
                           log=lambda line: print(line, file=sys.stderr, flush=True))
-    report["settings"]["model"] = str(args.model)
+    report["settings"]["model"] = str(model)
     print(format_probe(report))
     _write_report(out, report)
     return 0
@@ -140,7 +157,9 @@ def add_eval_commands(subparsers) -> argparse.ArgumentParser:
                     "measure re-entry identity, dynamics following, drift and frame quality against the ground "
                     "truth; or, with --ground-truth, measure the scenarios' own videos.")
     shapes.add_argument("--scenarios", required=True, help="a scenarios/ folder written by `owl data shapes`")
-    shapes.add_argument("--model", help="a saved Owl pipeline folder")
+    shapes.add_argument("--model", action="append", metavar="DIR",
+                        help="a saved Owl pipeline folder; give it more than once to compare models (a director "
+                             "folder and a trained one, say) on the same scenarios")
     shapes.add_argument("--ground-truth", action="store_true",
                         help="measure the scenarios' real videos instead of generating (a sanity baseline)")
     shapes.add_argument("--reconstruct", action="store_true",

@@ -319,6 +319,32 @@ def _pct(value) -> str:
     return "-" if value is None else f"{100 * value:.1f}%"
 
 
+def format_comparison(reports: list[dict]) -> str:
+    """One row per model, on the same scenarios: the aggregate figures of `format_table`'s last row."""
+    first = reports[0]["aggregate"]["drift"]
+    head = ["model", "re-entry", "following", f"bg@{_num(first['end_t'], 0)}s", f"obj@{_num(first['end_t'], 0)}s",
+            "palette", "flicker", "dynamic", "s/scenario"]
+    rows = []
+    for report in reports:
+        agg, made = report["aggregate"], [r["seconds_to_make"] for r in report["scenarios"]]
+        d, q = agg["drift"], agg["quality"]
+        rows.append([report["settings"]["model"], f"{_pct(agg['reentry']['accuracy'])} ({_ratio(agg['reentry'])})",
+                     f"{_pct(agg['following']['accuracy'])} ({_ratio(agg['following'])})",
+                     _num(d["background"]["end"]), _num(d["object"]["end"]), _pct(q["palette_fraction"]),
+                     _num(q["flicker"]), _num(q["dynamic_degree"]), _num(_mean(made), 1)])
+    return _columns(head, rows)
+
+
+def _columns(head: list[str], rows: list[list], total: list | None = None) -> str:
+    """Rows under a header, the first column left-aligned and the rest right-aligned, a rule under the header and
+    above the `total` row if there is one."""
+    widths = [max(len(str(row[i])) for row in [head] + rows + ([total] if total else [])) for i in range(len(head))]
+    line = lambda row: "  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in
+                                 enumerate(zip(row, widths)))
+    rule = line(["-" * w for w in widths])
+    return "\n".join([line(head), rule] + [line(r) for r in rows] + ([rule, line(total)] if total else []))
+
+
 def format_table(report: dict) -> str:
     """A plain-text table: one row per scenario and a last row for all of them."""
     agg = report["aggregate"]
@@ -338,11 +364,7 @@ def format_table(report: dict) -> str:
                  _num(d["background"]["first"]), _num(d["background"]["end"]), _num(d["object"]["first"]),
                  _num(d["object"]["end"]), _pct(q["palette_fraction"]), _num(q["flicker"]),
                  _num(q["dynamic_degree"])])
-    widths = [max(len(str(row[i])) for row in [head] + rows) for i in range(len(head))]
-    line = lambda row: "  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in
-                                 enumerate(zip(row, widths)))
-    out = [line(head), line(["-" * w for w in widths])] + [line(r) for r in rows[:-1]]
-    out += [line(["-" * w for w in widths]), line(rows[-1])]
+    out = [_columns(head, rows[:-1], total=rows[-1])]
     following = agg["following"]["by_kind"]
     if following:
         out.append("following by kind: " + ", ".join(f"{k} {v['correct']}/{v['total']}" for k, v in following.items()))

@@ -190,8 +190,13 @@ def resolve_model(spec: str) -> str | Path:
         return spec
     path = Path(spec)
     if (path / "model" / "model_index.json").is_file():
-        return path / "model"
+        path = path / "model"
     if (path / "model_index.json").is_file():
+        from owl.loading import check_model_folder, folder_mode
+
+        if folder_mode(check_model_folder(path)) == "director":
+            raise OwlError(f"{spec!r} is a director folder: it runs as it is and has nothing to train; make a "
+                           "trainable model with owl init --lmm DIR --vdm DIR --out DIR (without --director)")
         return path
     if not path.exists():
         raise OwlError(f"model not found: {spec!r} (a previous stage's output_dir, a saved Owl folder, or preset:NAME)")
