@@ -240,7 +240,9 @@ class Studio:
                 f'<img src="{self.thumbnail(world, clip.index)}" alt="clip {clip.index}">'
                 f'<figcaption><b>clip {clip.index}</b> · {clip.start:.1f}-{clip.end:.1f} s · <i>{clip.origin}</i><br>'
                 f'<span class="owl-dynamics">{html.escape(clip.dynamics)}</span></figcaption></figure>')
-        return f'<div id="owl-strip">{"".join(cards)}</div>'
+        director = world.pipe.world_model.instruction  # director mode: what its VLM writes the events after
+        note = (f'<p class="owl-director"><b>Director</b> · {html.escape(director)}</p>' if director else "")
+        return f'{note}<div id="owl-strip">{"".join(cards)}</div>'
 
 
 def timeline_from_rows(rows) -> Timeline | None:

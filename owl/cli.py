@@ -438,7 +438,9 @@ def build_parser() -> argparse.ArgumentParser:
                           description="Assemble an Owl model around published checkpoints: a transformers Qwen2-VL, "
                                       "Qwen2.5-VL or Qwen3-VL folder as the world model's LMM and a diffusers Wan "
                                       "folder (Wan2.1 T2V, Wan2.2 TI2V-5B) as the renderer. Every dimension comes "
-                                      "from their configs; only the state queries and the projector are new.")
+                                      "from their configs; only the state queries and the projector are new. "
+                                      "With --director the folder runs with no training: the instruct LMM writes "
+                                      "each next event and the Wan text encoder conditions the video.")
     init.add_argument("--lmm", required=True, metavar="DIR", help="a transformers Qwen-VL folder")
     init.add_argument("--vdm", required=True, metavar="DIR", help="a diffusers Wan folder (model_index.json)")
     init.add_argument("--out", required=True, metavar="DIR", help="the Owl model folder to write (new or empty)")

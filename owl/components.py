@@ -11,6 +11,11 @@ projector from the LMM's width to the transformer's condition with its null stat
 §3: the state replaces the VDM's text condition). Token ids are checked against the tokenizer, and weights load
 strictly from safetensors, with no remote code.
 
+Director mode (`from_components(..., director=True)`, `owl init --director`; owl/director.py): nothing new is
+made. The LMM, which must carry a chat template, writes the events; the Wan folder's text encoder (text_encoder/,
+tokenizer/) encodes the prompt and event as the transformer's condition, and the empty negative prompt once, as
+the unconditional input.
+
 Families: the LMM is Qwen2-VL, Qwen2.5-VL or Qwen3-VL (`LMM_FAMILIES`); the renderer a text-to-video Wan folder of
 diffusers (`WanPipeline`: Wan2.1 T2V, 16 latent channels and 8x spatial VAE; Wan2.2 TI2V-5B, 48 channels and
 16x). Anything else is refused with one line naming what is supported. The renderer samples with diffusers'
@@ -311,6 +316,7 @@ def assemble(vlm: nn.Module, tokenizer, image_processor, transformer, vae, flow_
         text_encoder.to(device)
         # the unconditional input of guidance: the negative prompt, encoded once, as WanPipeline encodes it
         renderer.projector.null_state.data = world_model.encode_text(director_config.negative_prompt).float()
-    world_model.place_small_parts(device)
+    if text is None:
+        world_model.place_small_parts(device)
     renderer.projector.to(device)
     return OwlPipeline(world_model.eval(), renderer.eval())

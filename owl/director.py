@@ -73,7 +73,8 @@ class Director(nn.Module):
 
     @property
     def device(self) -> torch.device:
-        return next(self.vlm.parameters()).device
+        """Where inputs are made: the accelerator under CPU offload (`place_small_parts`), else the VLM's device."""
+        return getattr(self, "_execution_device", None) or next(self.vlm.parameters()).device
 
     @property
     def language_model(self) -> nn.Module:
@@ -88,7 +89,9 @@ class Director(nn.Module):
         return {"vlm": (self.vlm, [self.vlm]), "text_encoder": (self.text_encoder, [self.text_encoder])}
 
     def place_small_parts(self, device) -> None:
-        pass  # nothing small: the director adds no weights
+        """Under offload the director has no weights of its own to keep on the accelerator, but its inputs go there:
+        the VLM and the text encoder are brought to them."""
+        self._execution_device = torch.device(device)
 
     def session(self, memory: str = "full", use_cache: bool = True, max_observations: int | None = None,
                 max_steps: int | None = None) -> "DirectorSession":
@@ -103,7 +106,7 @@ class Director(nn.Module):
         tokens = self.text_tokenizer([" ".join(text.split())], padding="max_length",
                                      max_length=self.config.max_text_tokens, truncation=True,
                                      add_special_tokens=True, return_attention_mask=True, return_tensors="pt")
-        device = next(self.text_encoder.parameters()).device
+        device = self.device
         mask = tokens.attention_mask.to(device)
         hidden = self.text_encoder(tokens.input_ids.to(device), mask).last_hidden_state[0]
         return hidden * mask[0, :, None].to(hidden.dtype)

@@ -15,6 +15,8 @@ and checked by owl/loading.py):
     renderer/             config.json + model.safetensors (state projector, null state)
     transformer/, vae/    the Wan video diffusion model (diffusers save_pretrained)
     scheduler/            the flow-matching scheduler config (diffusers)
+    text_encoder/, text_tokenizer/   director mode only (model_index "mode": "director"; owl/director.py): the Wan
+                          folder's UMT5 and its tokenizer; world_model/ then holds the director's config, no weights
 
 Nothing is ever unpickled, and no remote code is enabled.
 

@@ -16,7 +16,7 @@ from owl.config import DIRECTOR_INSTRUCTION
 from owl.director import Director, one_sentence
 from owl.errors import OwlError
 from owl.session import SessionFolder, session_path
-from standins import qwen2_5_vl_folder, qwen3_vl_folder, wan2_1_folder, wan2_2_ti2v_folder
+from standins import qwen3_vl_folder
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "real"
 SMALL = ["--key-frame-size", "56", "--clip-seconds", "1", "--fps", "8", "--height", "64", "--width", "64"]
@@ -25,17 +25,16 @@ SAMPLED = dict(do_sample=True, temperature=1.0, seed=3, num_inference_steps=2, p
 
 
 def owl(*args) -> int:
+    """`owl ARGS` in this process: its exit code."""
     try:
         return main([str(a) for a in args])
-    except SystemExit as exc:
+    except SystemExit as exc:  # argparse's own refusals
         return exc.code
 
 
 @pytest.fixture(scope="module")
-def folders(tmp_path_factory):
-    root = tmp_path_factory.mktemp("checkpoints")
-    return {"qwen2.5": qwen2_5_vl_folder(root / "Qwen2.5-VL-3B-Instruct"),
-            "wan2.1": wan2_1_folder(root / "Wan2.1-T2V-1.3B-Diffusers")}
+def folders(standin_folders):
+    return standin_folders
 
 
 @pytest.fixture(scope="module")
@@ -148,10 +147,10 @@ def test_every_command_takes_a_director_folder(director_dir, tmp_path, capsys):
     assert "is a director folder" in capsys.readouterr().err
 
 
-def test_image_to_video_uses_wan2_2s_first_latent(tmp_path):
+def test_image_to_video_uses_wan2_2s_first_latent(folders, tmp_path):
     """Wan2.2-TI2V-5B conditions on a clean first latent: the director's image-to-video puts the image there."""
     lmm = qwen3_vl_folder(tmp_path / "Qwen3-VL-2B-Instruct")
-    vdm = wan2_2_ti2v_folder(tmp_path / "Wan2.2-TI2V-5B-Diffusers")
+    vdm = folders["wan2.2"]
     pipe = OwlPipeline.from_components(lmm, vdm, director=True, key_frame_size=64, clip_seconds=1, fps=8,
                                        height=64, width=64, num_inference_steps=1)
     image = np.zeros((64, 64, 3), np.uint8)
@@ -194,3 +193,57 @@ def test_one_sentence():
     assert one_sentence("\n\n The ball stops.  Then it  rolls.\nMore") == "The ball stops."
     assert one_sentence(" the ball   turns around ") == "the ball turns around"
     assert one_sentence("\n \n") == ""
+
+
+def test_eval_shapes_compares_a_director_with_a_trained_folder(director_dir, folders, tmp_path, capsys):
+    """The command and the table's shape: with stand-in weights the figures themselves mean nothing."""
+    from owl.data.shapes import generate_shapes
+
+    generate_shapes(tmp_path / "shapes", videos=1, seconds=8, seed=5, clip_seconds=4)
+    trained = tmp_path / "owl-trained"
+    assert owl("init", "--lmm", folders["qwen2.5"], "--vdm", folders["wan2.1"], "--out", trained, "--num-queries",
+               "8", *SMALL) == 0
+    capsys.readouterr()
+    out = tmp_path / "compare.json"
+    assert owl("eval", "shapes", "--scenarios", tmp_path / "shapes" / "scenarios", "--model", director_dir,
+               "--model", trained, "--steps", "1", "--out", out) == 0
+    printed = capsys.readouterr().out
+    table = printed[printed.index("model  "):].splitlines()
+    assert table[0].split() == ["model", "re-entry", "following", "bg@8s", "obj@8s", "palette", "flicker", "dynamic",
+                                "s/scenario"]
+    assert [line.split()[0] for line in table[2:4]] == [str(director_dir), str(trained)]
+    report = json.loads(out.read_text())
+    assert [r["settings"]["model"] for r in report["models"]] == [str(director_dir), str(trained)]
+    for r in report["models"]:  # the same scenario, driven by its own script in both
+        assert [c["dynamics"] for c in r["scenarios"][0]["storyboard"]] == \
+            [c["dynamics"] for c in report["models"][0]["scenarios"][0]["storyboard"]]
+    assert owl("eval", "shapes", "--scenarios", tmp_path / "shapes" / "scenarios", "--model", director_dir,
+               "--probe", "--probe-train", tmp_path / "shapes" / "scenarios") == 2
+    assert "is a director folder" in capsys.readouterr().err
+
+
+def test_the_app_films_with_the_directors_proposal_and_shows_its_instruction(director, tmp_path):
+    from owl.app import Progress, Studio
+
+    studio = Studio(director, tmp_path / "worlds")
+    world = studio.start(PROMPT, None, None, {"seed": 2, "num_inference_steps": 1, "do_sample": True}, Progress())
+    proposal = world.propose()  # what the app's edit box shows: the director's next event
+    world = studio.film(world.path.name, proposal, proposal, Progress())  # accepted unchanged
+    assert world.clips[1].predicted and world.clips[1].dynamics == proposal != ""
+    page = studio.storyboard_html(world)
+    assert '<p class="owl-director"><b>Director</b>' in page and "You direct a long video" in page
+
+
+def test_cpu_offload_brings_the_vlm_then_the_text_encoder(director_dir, director):
+    """Model CPU offload (the CPU standing in for the accelerator): each clip brings the VLM, the text encoder, the
+    transformer and the VAE in turn, and the video is the one made without offload."""
+    plain = director(PROMPT, seconds=2, **SAMPLED)
+    pipe = OwlPipeline.from_pretrained(director_dir)
+    pipe.enable_model_cpu_offload("cpu")
+    seen = []
+    onload = pipe._offload.onload
+    pipe._offload.onload = lambda name: (seen.append(name), onload(name))
+    out = pipe(PROMPT, seconds=2, **SAMPLED)
+    assert np.array_equal(out.frames, plain.frames)
+    swaps = [name for i, name in enumerate(seen) if i == 0 or seen[i - 1] != name]
+    assert swaps == ["text_encoder", "transformer", "vae", "vlm", "text_encoder", "transformer", "vae"]

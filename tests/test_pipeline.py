@@ -146,7 +146,7 @@ def test_model_cpu_offload_swaps_components_and_keeps_the_video(tiny_pipe, capsy
     """Model CPU offload (for GPUs) run with the CPU as the accelerator: every clip brings the LMM, the
     transformer and the VAE in turn, each part of the LMM it is called through brings the LMM, and the video is
     the same as without offload."""
-    import owl.pipeline
+    import owl.loading
     from owl.cli import main
 
     plain = tiny_pipe("a red ball rolls left", seconds=4, progress=False, do_sample=False)
@@ -160,7 +160,7 @@ def test_model_cpu_offload_swaps_components_and_keeps_the_video(tiny_pipe, capsy
     swaps = [name for i, name in enumerate(seen) if i == 0 or seen[i - 1] != name]
     assert swaps[:4] == ["vlm", "transformer", "vae", "vlm"] == pipe.model_cpu_offload_seq.split("->") + ["vlm"] and swaps.count("transformer") == 2
     assert pipe._offload.moves == len(swaps)
-    assert list(pipe.components) == list(owl.pipeline.COMPONENTS)
+    assert list(pipe.components) == list(owl.loading.COMPONENTS)
     assert main(["generate", "--preset", "tiny", "--prompt", "a ball", "--device", "cpu", "--cpu-offload",
                  "--out", "unused.mp4"]) == 2
     assert "--cpu-offload" in capsys.readouterr().err
