@@ -55,6 +55,7 @@ class Director(nn.Module):
         self.text_encoder = text_encoder
         self.text_tokenizer = text_tokenizer
         self.config = config
+        check_director_config(config)
         check_chat_template(tokenizer, "the director's VLM")
         self.image_pad_id = tokenizer.convert_tokens_to_ids(IMAGE_PAD)
         if self.image_pad_id in (None, tokenizer.unk_token_id):
@@ -170,6 +171,15 @@ def one_sentence(text: str) -> str:
     line = next((line for line in text.splitlines() if line.strip()), "")
     sentence = re.split(r"(?<=[.!?])\s", line.strip(), maxsplit=1)[0]
     return " ".join(sentence.split())
+
+
+def check_director_config(config: DirectorConfig) -> None:
+    """The values a director's config.json may hold (from_dict has checked their types)."""
+    if not config.instruction.strip():
+        raise OwlError("director config: instruction must be a non-empty text (the VLM's system message)")
+    for name in ("key_frames", "key_frame_size", "max_dynamics_tokens", "max_text_tokens"):
+        if getattr(config, name) < 1:
+            raise OwlError(f"director config: {name} must be a positive integer, got {getattr(config, name)}")
 
 
 def check_chat_template(tokenizer, what: str) -> None:

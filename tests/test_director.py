@@ -124,6 +124,11 @@ def test_the_instruction_lives_in_the_folder_and_can_be_changed(director_dir, tm
                "--quiet") == 0
     story = json.loads(out.with_suffix(".storyboard.json").read_text())
     assert story["director"] == "Say what the ball does next." and len(story["clips"]) == 2
+    config_file.write_text(json.dumps({**config, "instruction": "  "}))
+    assert owl("generate", "--model", changed, "--prompt", PROMPT, "--out", tmp_path / "e.mp4") == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("director config: instruction must be a non-empty text (the VLM's system message)")
+    assert len(err.splitlines()) == 1 and not (tmp_path / "e.mp4").exists()
 
 
 def test_every_command_takes_a_director_folder(director_dir, tmp_path, capsys):
