@@ -102,9 +102,11 @@ class Director(nn.Module):
 
     @torch.no_grad()
     def encode_text(self, text: str) -> torch.Tensor:
-        """The video model's condition for `text`, (L, text_dim), as WanPipeline makes it: tokenized to
-        `max_text_tokens` (truncated), encoded, and zero past the text's own tokens."""
-        tokens = self.text_tokenizer([" ".join(text.split())], padding="max_length",
+        """The video model's condition for `text`, (L, text_dim), as WanPipeline makes it: cleaned with its
+        `prompt_clean`, tokenized to `max_text_tokens` (truncated), encoded, and zero past the text's own tokens."""
+        from diffusers.pipelines.wan.pipeline_wan import prompt_clean
+
+        tokens = self.text_tokenizer([prompt_clean(text)], padding="max_length",
                                      max_length=self.config.max_text_tokens, truncation=True,
                                      add_special_tokens=True, return_attention_mask=True, return_tensors="pt")
         device = self.device
