@@ -456,11 +456,13 @@ def build_parser() -> argparse.ArgumentParser:
                       help="weights as written (default auto: as the folders hold them)")
     init.add_argument("--seed", type=int, default=0, help="seed of the new parts (default 0)")
     init.add_argument("--director", action="store_true",
-                      help="director mode, usable with no training: the instruct LMM writes each next event and the "
-                           "Wan folder's own text encoder conditions the video (needs a chat template and text_encoder/)")
+                      help="director mode, usable with no training: the instruct LMM writes each next event and "
+                           "the Wan folder's own text encoder conditions the video (needs a chat template and "
+                           "text_encoder/)")
     init.add_argument("--instruction", metavar="TEXT",
-                      help="the director's instruction (its system message; default: owl.config.DIRECTOR_INSTRUCTION); "
-                           "kept in OUT/world_model/config.json, where it can be changed")
+                      help="the director's instruction (its system message; default: "
+                           "owl.config.DIRECTOR_INSTRUCTION); kept in OUT/world_model/config.json, where it can be "
+                           "changed")
     init.set_defaults(func=cmd_init)
 
     play = sub.add_parser("play", help="steer a world clip by clip from the terminal",

@@ -33,14 +33,10 @@ def owl(*args) -> int:
 
 
 @pytest.fixture(scope="module")
-def folders(standin_folders):
-    return standin_folders
-
-
-@pytest.fixture(scope="module")
-def director_dir(folders, tmp_path_factory):
+def director_dir(standin_folders, tmp_path_factory):
     out = tmp_path_factory.mktemp("owl") / "owl-director"
-    assert owl("init", "--director", "--lmm", folders["qwen2.5"], "--vdm", folders["wan2.1"], "--out", out, *SMALL) == 0
+    qwen, wan = standin_folders["qwen2.5"], standin_folders["wan2.1"]
+    assert owl("init", "--director", "--lmm", qwen, "--vdm", wan, "--out", out, *SMALL) == 0
     return out
 
 
@@ -49,7 +45,7 @@ def director(director_dir):
     return OwlPipeline.from_pretrained(director_dir)
 
 
-def test_init_writes_a_director_folder(director_dir, director, folders, capsys):
+def test_init_writes_a_director_folder(director_dir, director, standin_folders, capsys):
     index = json.loads((director_dir / "model_index.json").read_text())
     assert index["mode"] == "director" and "text_encoder" in index["components"]
     assert (director_dir / "text_encoder" / "model.safetensors").is_file()
@@ -118,7 +114,8 @@ def test_the_instruction_lives_in_the_folder_and_can_be_changed(director_dir, tm
     pipe = OwlPipeline.from_pretrained(changed)
     chat = pipe.world_model.chat(PROMPT, ["the ball stops."], [np.zeros((2, 64, 64, 3), np.uint8)])
     assert chat[0] == {"role": "system", "content": [{"type": "text", "text": "Say what the ball does next."}]}
-    assert sum(c["type"] == "image" for c in chat[1]["content"]) == 2 and "1. the ball stops." in chat[1]["content"][0]["text"]
+    content = chat[1]["content"]
+    assert sum(c["type"] == "image" for c in content) == 2 and "1. the ball stops." in content[0]["text"]
     out = tmp_path / "c.mp4"
     assert owl("generate", "--model", changed, "--prompt", PROMPT, "--seconds", "2", "--steps", "1", "--out", out,
                "--quiet") == 0
@@ -152,10 +149,10 @@ def test_every_command_takes_a_director_folder(director_dir, tmp_path, capsys):
     assert "is a director folder" in capsys.readouterr().err
 
 
-def test_image_to_video_uses_wan2_2s_first_latent(folders, tmp_path):
+def test_image_to_video_uses_wan2_2s_first_latent(standin_folders, tmp_path):
     """Wan2.2-TI2V-5B conditions on a clean first latent: the director's image-to-video puts the image there."""
     lmm = qwen3_vl_folder(tmp_path / "Qwen3-VL-2B-Instruct")
-    vdm = folders["wan2.2"]
+    vdm = standin_folders["wan2.2"]
     pipe = OwlPipeline.from_components(lmm, vdm, director=True, key_frame_size=64, clip_seconds=1, fps=8,
                                        height=64, width=64, num_inference_steps=1)
     image = np.zeros((64, 64, 3), np.uint8)
@@ -167,31 +164,32 @@ def test_image_to_video_uses_wan2_2s_first_latent(folders, tmp_path):
     assert torch.equal(latents[0][:, :, :1], pipe.renderer.image_context(image))  # the clean first latent
 
 
-def test_what_director_mode_cannot_run_on_is_refused_in_one_line(folders, tmp_path, capsys):
+def test_what_director_mode_cannot_run_on_is_refused_in_one_line(standin_folders, tmp_path, capsys):
     bare = tmp_path / "no-template"
-    shutil.copytree(folders["qwen2.5"], bare)
+    shutil.copytree(standin_folders["qwen2.5"], bare)
     (bare / "chat_template.json").unlink()
     config = json.loads((bare / "tokenizer_config.json").read_text())
     del config["chat_template"]
     (bare / "tokenizer_config.json").write_text(json.dumps(config))
     no_encoder = tmp_path / "no-text-encoder"
-    shutil.copytree(folders["wan2.1"], no_encoder)
+    shutil.copytree(standin_folders["wan2.1"], no_encoder)
     shutil.rmtree(no_encoder / "text_encoder")
     cases = [
-        (["--lmm", bare, "--vdm", folders["wan2.1"]], "has no chat template"),
-        (["--lmm", folders["qwen2.5"], "--vdm", no_encoder], "has no text_encoder/ and tokenizer/"),
-        (["--lmm", folders["qwen2.5"], "--vdm", folders["wan2.1"], "--num-queries", "8"], "no use with --director"),
+        (["--lmm", bare, "--vdm", standin_folders["wan2.1"]], "has no chat template"),
+        (["--lmm", standin_folders["qwen2.5"], "--vdm", no_encoder], "has no text_encoder/ and tokenizer/"),
+        (["--lmm", standin_folders["qwen2.5"], "--vdm", standin_folders["wan2.1"], "--num-queries", "8"],
+         "no use with --director"),
     ]
     for args, message in cases:
         assert owl("init", "--director", *args, "--out", tmp_path / "x", *SMALL) == 2
         err = capsys.readouterr().err.strip()
         assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
         assert not (tmp_path / "x").exists()
-    assert owl("init", "--instruction", "hi", "--lmm", folders["qwen2.5"], "--vdm", folders["wan2.1"],
+    assert owl("init", "--instruction", "hi", "--lmm", standin_folders["qwen2.5"], "--vdm", standin_folders["wan2.1"],
                "--out", tmp_path / "x") == 2
     assert "--instruction is the director's" in capsys.readouterr().err
     with pytest.raises(OwlError, match="has no chat template"):
-        OwlPipeline.from_components(bare, folders["wan2.1"], director=True, key_frame_size=56)
+        OwlPipeline.from_components(bare, standin_folders["wan2.1"], director=True, key_frame_size=56)
 
 
 def test_one_sentence():
@@ -200,14 +198,14 @@ def test_one_sentence():
     assert one_sentence("\n \n") == ""
 
 
-def test_eval_shapes_compares_a_director_with_a_trained_folder(director_dir, folders, tmp_path, capsys):
+def test_eval_shapes_compares_a_director_with_a_trained_folder(director_dir, standin_folders, tmp_path, capsys):
     """The command and the table's shape: with stand-in weights the figures themselves mean nothing."""
     from owl.data.shapes import generate_shapes
 
     generate_shapes(tmp_path / "shapes", videos=1, seconds=8, seed=5, clip_seconds=4)
     trained = tmp_path / "owl-trained"
-    assert owl("init", "--lmm", folders["qwen2.5"], "--vdm", folders["wan2.1"], "--out", trained, "--num-queries",
-               "8", *SMALL) == 0
+    assert owl("init", "--lmm", standin_folders["qwen2.5"], "--vdm", standin_folders["wan2.1"], "--out", trained,
+               "--num-queries", "8", *SMALL) == 0
     capsys.readouterr()
     out = tmp_path / "compare.json"
     assert owl("eval", "shapes", "--scenarios", tmp_path / "shapes" / "scenarios", "--model", director_dir,
