@@ -239,7 +239,7 @@ def test_the_app_films_with_the_directors_proposal_and_shows_its_instruction(dir
 
 def test_cpu_offload_brings_the_vlm_then_the_text_encoder(director_dir, director):
     """Model CPU offload (the CPU standing in for the accelerator): each clip brings the VLM, the text encoder, the
-    transformer and the VAE in turn, and the video is the one made without offload."""
+    transformer and the VAE in turn, and the video is the one made without offload; so is group offload's."""
     plain = director(PROMPT, seconds=2, **SAMPLED)
     pipe = OwlPipeline.from_pretrained(director_dir)
     pipe.enable_model_cpu_offload("cpu")
@@ -250,3 +250,6 @@ def test_cpu_offload_brings_the_vlm_then_the_text_encoder(director_dir, director
     assert np.array_equal(out.frames, plain.frames)
     swaps = [name for i, name in enumerate(seen) if i == 0 or seen[i - 1] != name]
     assert swaps == ["text_encoder", "transformer", "vae", "vlm", "text_encoder", "transformer", "vae"]
+    grouped = OwlPipeline.from_pretrained(director_dir)
+    grouped.enable_group_offload("cpu", offload_type="leaf_level")  # diffusers' hooks on the VLM and text encoder too
+    assert np.array_equal(grouped(PROMPT, seconds=2, **SAMPLED).frames, plain.frames)
