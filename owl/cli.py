@@ -268,10 +268,6 @@ def cmd_init(args) -> int:
         raise OwlError(f"--out {str(out)!r} exists and is not an empty folder; choose a new one")
     choices = {name: getattr(args, name) for name in ("num_queries", "key_frames", "key_frame_size", "clip_seconds",
                                                       "fps", "height", "width") if getattr(args, name) is not None}
-    if args.num_queries is not None and args.director:
-        raise OwlError("--num-queries has no use with --director: its state is the Wan text encoder's features")
-    if args.instruction is not None and not args.director:
-        raise OwlError("--instruction is the director's: add --director")
     dtype = None if args.dtype in (None, "auto") else getattr(torch, args.dtype)
     pipe = OwlPipeline.from_components(args.lmm, args.vdm, torch_dtype=dtype, seed=args.seed, director=args.director,
                                        instruction=args.instruction, **choices)

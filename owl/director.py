@@ -55,10 +55,10 @@ class Director(nn.Module):
         self.text_encoder = text_encoder
         self.text_tokenizer = text_tokenizer
         self.config = config
+        self._execution_device: torch.device | None = None  # set under offload (`place_small_parts`)
         check_director_config(config)
         check_chat_template(tokenizer, "the director's VLM")
-        self.image_pad_id = tokenizer.convert_tokens_to_ids(IMAGE_PAD)
-        if self.image_pad_id in (None, tokenizer.unk_token_id):
+        if tokenizer.convert_tokens_to_ids(IMAGE_PAD) in (None, tokenizer.unk_token_id):
             raise OwlError(f"the director's VLM tokenizer has no {IMAGE_PAD!r}: it is not a Qwen-VL tokenizer")
 
     # --- what the loop and the pipeline read ----------------------------------------------------------------
@@ -75,7 +75,7 @@ class Director(nn.Module):
     @property
     def device(self) -> torch.device:
         """Where inputs are made: the accelerator under CPU offload (`place_small_parts`), else the VLM's device."""
-        return getattr(self, "_execution_device", None) or next(self.vlm.parameters()).device
+        return self._execution_device or next(self.vlm.parameters()).device
 
     @property
     def language_model(self) -> nn.Module:
@@ -196,13 +196,11 @@ class DirectorSession:
 
     def __init__(self, director: Director, memory: str = "full", max_observations: int | None = None,
                  max_steps: int | None = None):
-        from owl.memory import BOUND_RULE, MEMORIES, valid_bound
+        from owl.memory import check_session_memory
 
-        for name, bound in (("max_observations", max_observations), ("max_steps", max_steps)):
-            if not valid_bound(bound):
-                raise OwlError(f"{name} must be {BOUND_RULE}, got {bound!r}")
-        if memory not in MEMORIES:
-            raise OwlError(f"memory must be {' or '.join(map(repr, MEMORIES))}, got {memory!r}")
+        if not isinstance(memory, str):
+            raise OwlError(f"a director's memory is named, 'full' or 'last', got {type(memory).__name__}")
+        check_session_memory(memory, max_observations, max_steps)
         last = memory == "last"
         self.director = director
         self.max_clips = 1 if last or max_observations is None else max_observations  # 0: all

@@ -84,3 +84,15 @@ def valid_bound(value) -> bool:
 
 
 BOUND_RULE = "a whole number >= 0 (0 keeps all) or None (the default: what fits in a quarter of the LMM's context)"
+
+
+def check_session_memory(memory, max_observations, max_steps) -> None:
+    """A session's memory settings, checked the one way both world models' sessions check them: the bounds, and a
+    memory given by name (a `Memory` object is taken as it is)."""
+    from owl.errors import OwlError
+
+    for name, bound in (("max_observations", max_observations), ("max_steps", max_steps)):
+        if not valid_bound(bound):
+            raise OwlError(f"{name} must be {BOUND_RULE}, got {bound!r}")
+    if isinstance(memory, str) and memory not in MEMORIES:
+        raise OwlError(f"memory must be {' or '.join(map(repr, MEMORIES))}, got {memory!r}")

@@ -116,9 +116,10 @@ class OwlPipeline:
         from owl.components import OwlChoices, assemble, load_lmm, load_text_encoder, load_vdm, scheduler_shift
 
         if director and "num_queries" in choices:
-            raise OwlError("num_queries has no use in director mode: its state is the Wan text encoder's features")
+            raise OwlError("num_queries (--num-queries) has no use in director mode (--director): its state is the "
+                           "Wan text encoder's features")
         if instruction is not None and not director:
-            raise OwlError("an instruction is for director mode: add director=True (owl init --director)")
+            raise OwlError("an instruction (--instruction) is for director mode: add director=True (--director)")
         if instruction is not None and (not isinstance(instruction, str) or not instruction.strip()):
             raise OwlError(f"instruction must be a non-empty text, got {instruction!r}")
         try:

@@ -349,14 +349,10 @@ class WorldSession:
 
     def __init__(self, world_model: WorldModel, memory="full", use_cache: bool = True,
                  max_observations: int | None = None, max_steps: int | None = None):
-        from owl.memory import BOUND_RULE, MEMORIES, valid_bound
+        from owl.memory import MEMORIES, check_session_memory
 
-        for name, bound in (("max_observations", max_observations), ("max_steps", max_steps)):
-            if not valid_bound(bound):
-                raise OwlError(f"{name} must be {BOUND_RULE}, got {bound!r}")
+        check_session_memory(memory, max_observations, max_steps)
         if isinstance(memory, str):
-            if memory not in MEMORIES:
-                raise OwlError(f"memory must be {' or '.join(map(repr, MEMORIES))}, got {memory!r}")
             text = world_model.vlm.config.get_text_config()
             context = getattr(text, "max_position_embeddings", None) or 32768
             step_overhead = world_model.config.num_queries + world_model.config.max_dynamics_tokens + 1

@@ -178,7 +178,7 @@ def test_what_director_mode_cannot_run_on_is_refused_in_one_line(standin_folders
         (["--lmm", bare, "--vdm", standin_folders["wan2.1"]], "has no chat template"),
         (["--lmm", standin_folders["qwen2.5"], "--vdm", no_encoder], "has no text_encoder/ and tokenizer/"),
         (["--lmm", standin_folders["qwen2.5"], "--vdm", standin_folders["wan2.1"], "--num-queries", "8"],
-         "no use with --director"),
+         "num_queries (--num-queries) has no use in director mode (--director)"),
     ]
     for args, message in cases:
         assert owl("init", "--director", *args, "--out", tmp_path / "x", *SMALL) == 2
@@ -187,7 +187,8 @@ def test_what_director_mode_cannot_run_on_is_refused_in_one_line(standin_folders
         assert not (tmp_path / "x").exists()
     assert owl("init", "--instruction", "hi", "--lmm", standin_folders["qwen2.5"], "--vdm", standin_folders["wan2.1"],
                "--out", tmp_path / "x") == 2
-    assert "--instruction is the director's" in capsys.readouterr().err
+    assert "an instruction (--instruction) is for director mode: add director=True (--director)" in \
+        capsys.readouterr().err
     with pytest.raises(OwlError, match="has no chat template"):
         OwlPipeline.from_components(bare, standin_folders["wan2.1"], director=True, key_frame_size=56)
 
