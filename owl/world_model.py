@@ -347,6 +347,8 @@ class WorldSession:
     recomputed over them after an eviction, so the states equal those of the retained history.
     """
 
+    LOOKUP = 1024  # the latest text tokens drafts are looked up in
+
     def __init__(self, world_model: WorldModel, memory="full", use_cache: bool = True,
                  max_observations: int | None = None, max_steps: int | None = None):
         from owl.memory import MEMORIES, check_session_memory
@@ -362,6 +364,7 @@ class WorldSession:
         self.use_cache = use_cache
         self.step = 0  # the loop step: every read_state() after the first opens a new one
         self._states_read = 0
+        self._seen: list[int] = []  # the token ids of the texts fed (prompt, dynamics): where drafts are looked up
         self._reset()
 
     def _reset(self) -> None:
@@ -370,31 +373,53 @@ class WorldSession:
         self.cache = DynamicCache(config=self.wm.vlm.config.get_text_config()) if self.use_cache else None
         self.blocks: list[Block] = []
         self.position = 0  # where the next segment's positions start
-        self.last_hidden: torch.Tensor | None = None  # (D,) hidden state of the newest token
+        self.run_tokens = 0  # how many of the history's tokens the LMM has run (the rest wait for `_run`)
+        self.last_hidden: torch.Tensor | None = None  # (D,) hidden state of the newest token run
 
     @property
     def num_tokens(self) -> int:
-        """Tokens the history holds now (what the KV cache keeps)."""
+        """Tokens the history holds now."""
         return sum(b.length for b in self.blocks)
 
-    def _feed(self, segments: list[Segment], kind: str) -> torch.Tensor:
-        """Append segments to the history and return their hidden states (L, D)."""
-        embeds, positions, offset = layout(segments, self.position)
-        new = embeds.shape[0]
-        if self.use_cache:
-            hidden = self.wm.run(embeds[None], positions[:, None], self.cache)[0]
-        else:
-            all_embeds = torch.cat([b.embeds for b in self.blocks] + [embeds])
-            all_pos = torch.cat([b.positions for b in self.blocks] + [positions], dim=1)
-            hidden = self.wm.run(all_embeds[None], all_pos[:, None])[0, -new:]
+    def _feed(self, segments: list[Segment], kind: str, run: bool = True) -> torch.Tensor | None:
+        """Append segments to the history. With `run`, run the LMM over every token that waits, these last, and
+        return their hidden states (L, D); without, they wait, so that what a step feeds before its next
+        readout (an observation, given dynamics, the state queries) goes through the LMM in one forward."""
+        embeds, positions, self.position = layout(segments, self.position)
         last = self.blocks[-1] if self.blocks else None
         if last is not None and last.kind == kind and last.step == self.step:  # generated tokens join their block
             last.embeds, last.positions = torch.cat([last.embeds, embeds]), torch.cat([last.positions, positions], 1)
         else:
             self.blocks.append(Block(kind, self.step, embeds, positions))
-        self.position = offset
+        return self._run() if run else None
+
+    def _run(self) -> torch.Tensor | None:
+        """Run the LMM over the tokens that wait, extending the KV cache; their hidden states (L, D)."""
+        waiting = self.num_tokens - self.run_tokens
+        if waiting == 0:
+            return None
+        if self.use_cache:
+            embeds, positions = self._newest(waiting)
+            hidden = self.wm.run(embeds[None], positions[:, None], self.cache)[0]
+        else:
+            embeds, positions = self._newest(self.num_tokens)
+            hidden = self.wm.run(embeds[None], positions[:, None])[0, -waiting:]
+        self.run_tokens = self.num_tokens
         self.last_hidden = hidden[-1]
         return hidden
+
+    def _newest(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The embeddings (n, D) and positions (3, n) of the newest n tokens of the history."""
+        pieces, count = [], 0
+        for block in reversed(self.blocks):
+            if count >= n:
+                break
+            pieces.append(block)
+            count += block.length
+        skip = count - n
+        embeds = torch.cat([b.embeds for b in reversed(pieces)])[skip:]
+        positions = torch.cat([b.positions for b in reversed(pieces)], dim=1)[:, skip:]
+        return embeds, positions
 
     def _evict(self) -> None:
         """Keep what the memory keeps, then recompute the KV cache of what is kept.
@@ -407,13 +432,13 @@ class WorldSession:
         if len(kept) == len(self.blocks):
             return
         self.blocks = kept
-        if self.use_cache and self.blocks:
+        if self.use_cache:
             from transformers import DynamicCache
 
             self.cache = DynamicCache(config=self.wm.vlm.config.get_text_config())
-            embeds = torch.cat([b.embeds for b in self.blocks])
-            positions = torch.cat([b.positions for b in self.blocks], dim=1)
-            self.last_hidden = self.wm.run(embeds[None], positions[:, None], self.cache)[0, -1]
+        self.run_tokens = 0
+        if self.blocks:
+            self._run()
 
     @torch.no_grad()
     def start(self, prompt: str, image_hwc: np.ndarray | None = None) -> None:
@@ -421,7 +446,8 @@ class WorldSession:
         image = [] if image_hwc is None else self.wm.frame_segments(image_hwc[None])
         segments = self.wm.step_segments("context", (prompt, image))
         if segments:
-            self._feed(segments, "context")
+            self._feed(segments, "context", run=False)
+        self._seen += self.wm.text_ids(prompt) if prompt.strip() else []
 
     @torch.no_grad()
     def read_state(self) -> torch.Tensor:
@@ -429,14 +455,16 @@ class WorldSession:
         self.step += self._states_read > 0
         self._states_read += 1
         self._evict()
-        return self._feed(self.wm.step_segments("state"), "state")
+        self._feed(self.wm.step_segments("state"), "state", run=False)
+        return self._run()[-self.wm.config.num_queries :]
 
     @torch.no_grad()
     def observe(self, clip_thwc: np.ndarray) -> None:
         """Feed O_t, the key frames of the clip just filmed. With memory "last" the history restarts here."""
         if self.memory.restart("observation"):
             self._reset()
-        self._feed(self.wm.step_segments("observation", self.wm.observation_segments(clip_thwc)), "observation")
+        observation = self.wm.step_segments("observation", self.wm.observation_segments(clip_thwc))
+        self._feed(observation, "observation", run=False)
         self._evict()
 
     @torch.no_grad()
@@ -444,21 +472,80 @@ class WorldSession:
             generator: torch.Generator | None = None) -> str:
         """Feed D_t: the given text, or text generated by the LM head (greedy or sampled, bounded length)."""
         if dynamics is not None:
-            self._feed(self.wm.step_segments("dynamics", dynamics), "dynamics")
+            self._feed(self.wm.step_segments("dynamics", dynamics), "dynamics", run=False)
+            self._seen += self.wm.dynamics_ids(dynamics)
             return dynamics.strip()
-        ids: list[int] = []
-        head = self.wm.vlm.get_output_embeddings()
-        for _ in range(self.wm.config.max_dynamics_tokens):
-            logits = head(self.last_hidden).float()
-            if do_sample:
-                probs = torch.softmax(logits / temperature, dim=-1)
-                token = int(torch.multinomial(probs.cpu(), 1, generator=generator))
-            else:
-                token = int(logits.argmax())
-            self._feed([self.wm.embed_ids([token])], "dynamics")
-            if token == self.wm.dynamics_end_id:
-                break
-            ids.append(token)
-        else:  # bound reached: close the text so the next state query follows a complete D_t
-            self._feed([self.wm.embed_ids([self.wm.dynamics_end_id])], "dynamics")
+        self._run()  # the observation: its last hidden state gives the first token
+        generate = self._sample if do_sample else self._greedy
+        ids = generate(temperature, generator)
+        self._seen += ids + [self.wm.dynamics_end_id]
         return self.wm.tokenizer.decode(ids, skip_special_tokens=True).strip()
+
+    def _sample(self, temperature: float, generator: torch.Generator | None) -> list[int]:
+        """Sampled dynamics, a token per step; returns the text's ids. The end token, chosen or forced at the
+        bound, is appended to wait for the state queries; so it is in `_greedy`."""
+        ids: list[int] = []
+        head, end = self.wm.vlm.get_output_embeddings(), self.wm.dynamics_end_id
+        while len(ids) < self.wm.config.max_dynamics_tokens:
+            probs = torch.softmax(head(self.last_hidden).float() / temperature, dim=-1)
+            token = int(torch.multinomial(probs.cpu(), 1, generator=generator))
+            if token == end:
+                self._feed([self.wm.embed_ids([end])], "dynamics", run=False)  # it waits for the state queries
+                return ids
+            self._feed([self.wm.embed_ids([token])], "dynamics")
+            ids.append(token)
+        self._feed([self.wm.embed_ids([end])], "dynamics", run=False)  # bound reached: close the text
+        return ids
+
+    def _greedy(self, *_) -> list[int]:
+        """Greedy dynamics, with drafts looked up in the texts seen so far (prompt lookup decoding).
+
+        Each forward feeds the next chosen token and the tokens that followed its last n-gram earlier in the
+        history; the LM head then checks the whole draft at once and keeps the prefix it would have chosen
+        itself, so the text is the one token-by-token greedy decoding writes, in fewer forwards (dynamics
+        repeat: "... enters from the left."). Rejected draft tokens are cut from the history again.
+        """
+        ids: list[int] = []
+        head, end = self.wm.vlm.get_output_embeddings(), self.wm.dynamics_end_id
+        limit = self.wm.config.max_dynamics_tokens
+        token = int(head(self.last_hidden).argmax())
+        while token != end and len(ids) < limit:
+            ids.append(token)
+            draft = self._draft(ids, limit - len(ids) + 1)
+            hidden = self._feed([self.wm.embed_ids([token] + draft)], "dynamics")[-1 - len(draft) :]
+            choices = head(hidden).argmax(-1).tolist()
+            kept = 0
+            for guess, choice in zip(draft, choices):
+                if guess != choice or (guess != end and len(ids) == limit):
+                    break
+                kept += 1
+                if guess == end:
+                    return ids
+                ids.append(guess)
+            self._drop(len(draft) - kept)
+            self.last_hidden, token = hidden[kept], choices[kept]
+        self._feed([self.wm.embed_ids([end])], "dynamics", run=False)  # chosen, or the bound reached
+        return ids
+
+    def _draft(self, ids: list[int], room: int, longest: int = 3) -> list[int]:
+        """The tokens that followed the latest earlier occurrence of the longest tail of `ids` (up to `longest`
+        tokens) in the texts seen so far, up to `room` of them and through the end token."""
+        seen, end = self._seen[-self.LOOKUP :] + ids, self.wm.dynamics_end_id
+        for n in range(min(longest, len(ids)), 0, -1):
+            tail = ids[-n:]
+            for i in range(len(seen) - n - 1, -1, -1):
+                if seen[i : i + n] == tail:
+                    draft = seen[i + n : i + n + room]
+                    return draft[: draft.index(end) + 1] if end in draft else draft
+        return []
+
+    def _drop(self, n: int) -> None:
+        """Cut the newest n tokens (rejected drafts) from the history again."""
+        if n == 0:
+            return
+        last = self.blocks[-1]
+        last.embeds, last.positions = last.embeds[:-n], last.positions[:, :-n]
+        self.position -= n
+        self.run_tokens -= n
+        if self.cache is not None:
+            self.cache.crop(-n)

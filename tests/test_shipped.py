@@ -1,10 +1,12 @@
-"""The shipped model (checkpoints/owl-shapes): it loads, is the CLI's default, and films a 2 s clip."""
+"""The shipped model (checkpoints/owl-shapes): it loads, is the CLI's default, films a 2 s clip, and decodes its
+dynamics greedily with drafts."""
 
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from owl.cli import DEFAULT_MODEL, main
 
@@ -60,3 +62,38 @@ def test_the_readmes_python_snippets_run_as_written(tmp_path):
         assert run.returncode == 0, f"README python block {number} failed:\n{run.stderr[-2000:]}"
     assert (tmp_path / "ball.mp4").is_file() and (tmp_path / "fork.mp4").is_file()
     assert (tmp_path / "longer.mp4").is_file() and (tmp_path / "my-model" / "model_index.json").is_file()
+
+
+def test_drafted_greedy_dynamics_are_token_by_token_greedy(monkeypatch):
+    """Greedy dynamics are decoded with drafts looked up in the texts seen so far (`WorldSession._greedy`): on
+    Shapes World clips the shipped model writes the same texts and reads the same states as token-by-token
+    greedy decoding, in fewer LMM forwards (some drafts are accepted)."""
+    from owl import OwlPipeline
+    from owl.data.shapes import render_video
+    from owl.world_model import WorldSession
+
+    wm = OwlPipeline.from_pretrained(SHIPPED).world_model
+    video = render_video(seed=11, index=3, seconds=24)
+    n = len(video.frames) // 6
+    forwards = []
+    run = wm.run
+    monkeypatch.setattr(wm, "run", lambda *args, **kwargs: forwards.append(1) or run(*args, **kwargs))
+
+    def loop() -> tuple[list[str], list, int]:
+        forwards.clear()
+        session = wm.session()
+        session.start(video.sentences[0])
+        states, texts = [session.read_state()], []
+        for t in range(5):
+            session.observe(video.frames[t * n : (t + 1) * n])
+            texts.append(session.act())
+            states.append(session.read_state())
+        return texts, states, len(forwards)
+
+    drafted = loop()
+    monkeypatch.setattr(WorldSession, "_draft", lambda self, ids, room: [])
+    one_by_one = loop()
+    assert drafted[0] == one_by_one[0] and all(text for text in drafted[0])
+    for a, b in zip(drafted[1], one_by_one[1]):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+    assert drafted[2] < one_by_one[2]
