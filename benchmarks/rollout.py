@@ -8,8 +8,9 @@ Every figure is a ratio of two measurements taken in this one run (these machine
 - per-clip cost: the time of the last clip of a long rollout over the time of clip 2 (index 1), and the mean
   of the last five clips over the mean of clips 2 to 6;
 - peak memory: peak RSS of a long rollout over that of a short one, each in a fresh process; and, within the long
-  rollout's one process, the resident memory after its last clip over that after clip 6 (what the history adds
-  as the video grows, free of the process-to-process spread of the peak);
+  rollout's one process, the live heap (glibc's mallinfo2: the bytes malloc has handed out and not taken back)
+  after its last clip over that after clip 6. The live heap is what the history adds as the video grows; resident
+  memory also holds the freed pages glibc keeps, which vary by tens of MB from clip to clip and run to run;
 - loop overhead: total rollout time over the time spent inside the renderer (denoising and decoding);
 - real time: seconds of video over seconds of wall time for the short rollout.
 The video is streamed to a temporary mp4, as the CLI does.
@@ -29,15 +30,21 @@ from pathlib import Path
 from steal import Steal
 
 
-def resident_mb() -> float:
-    """This process's resident memory now, MB (Linux /proc; 0 elsewhere)."""
-    import os
+def live_heap_mb() -> float:
+    """The bytes malloc has handed out and not taken back, MB (glibc's mallinfo2; NaN without it)."""
+    import ctypes
+
+    class MallInfo2(ctypes.Structure):
+        _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                         "fsmblks", "uordblks", "fordblks", "keepcost")]
 
     try:
-        pages = int(Path("/proc/self/statm").read_text().split()[1])
-    except (OSError, ValueError, IndexError):
-        return 0.0
-    return pages * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
+        mallinfo2 = ctypes.CDLL("libc.so.6").mallinfo2
+    except (OSError, AttributeError):
+        return float("nan")
+    mallinfo2.restype = MallInfo2
+    info = mallinfo2()
+    return (info.uordblks + info.hblkhd) / 2 ** 20
 
 
 def one_rollout(args) -> dict:
@@ -50,19 +57,19 @@ def one_rollout(args) -> dict:
 
     torch.set_num_threads(args.threads)
     pipe = OwlPipeline.from_preset(args.preset) if args.preset else OwlPipeline.from_pretrained(args.model)
-    stamps, resident = [], []
+    stamps, heap = [], []
     kwargs = {}
     if args.max_observations:
         kwargs["max_observations"] = args.max_observations
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         out = pipe(args.prompt, seconds=args.seconds, seed=0, output=Path(tmp) / "bench.mp4", progress=False,
-                   callback=lambda event: stamps.append(time.perf_counter()) or resident.append(resident_mb()),
+                   callback=lambda event: stamps.append(time.perf_counter()) or heap.append(live_heap_mb()),
                    **kwargs)
         wall = time.perf_counter() - start
     clip_times = [b - a for a, b in zip([start] + stamps[:-1], stamps)]
     return {"seconds": out.seconds, "wall": wall, "timings": out.timings, "clip_times": clip_times,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "resident_mb": resident}
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "heap_mb": heap}
 
 
 def child(args, seconds: float) -> dict:
@@ -111,8 +118,8 @@ def main() -> None:
         ("mean(last 5 clips) / mean(clips 2-6)", figure(lambda s, l: sum(clips(l)[-5:]) / sum(clips(l)[1:6]))),
         (f"peak RSS {args.seconds:g} s / {args.short:g} s", figure(lambda s, l: l["peak_rss_mb"] / s["peak_rss_mb"])),
         (f"peak RSS {args.short:g} s, MB", figure(lambda s, l: s["peak_rss_mb"], "{:.0f}")),
-        ("resident memory after the last clip / after clip 6, long",
-         figure(lambda s, l: l["resident_mb"][-1] / l["resident_mb"][5])),
+        ("live heap after the last clip / after clip 6, long", figure(lambda s, l: l["heap_mb"][-1] / l["heap_mb"][5])),
+        ("live heap after clip 6, MB", figure(lambda s, l: l["heap_mb"][5], "{:.0f}")),
         ("loop overhead: total / (denoise + decode), long", figure(lambda s, l: overhead(l))),
         ("loop overhead: total / (denoise + decode), short", figure(lambda s, l: overhead(s))),
         (f"video seconds / wall seconds, {args.short:g} s rollout", figure(lambda s, l: s["seconds"] / s["wall"],
