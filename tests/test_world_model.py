@@ -232,3 +232,28 @@ def test_a_memory_is_one_class(tiny_pipe):
     session = wm.session(memory=LastTwoSteps())
     run_steps(session, 6, dynamics * 2)
     assert {b.step for b in session.blocks if b.kind != "context"} == {5, 6}
+
+
+def test_the_session_runs_the_lmm_only_for_a_readout(tiny_pipe, monkeypatch):
+    """What a step feeds before its next readout goes through the LMM in one forward: with given dynamics a step is
+    one forward (O_t, D_t and S_{t+1}); with predicted dynamics the closing token goes with S_{t+1}."""
+    wm = tiny_pipe.world_model
+    lengths = []
+    run = wm.run
+    monkeypatch.setattr(wm, "run", lambda embeds, *args, **kwargs: lengths.append(embeds.shape[1])
+                        or run(embeds, *args, **kwargs))
+    session = wm.session()
+    session.start("a red ball rolls left")
+    session.read_state()
+    assert lengths == [len(wm.text_ids("a red ball rolls left")) + wm.config.num_queries]
+    observation = sum(len(s.embeds) for s in wm.observation_segments(clip(0)))
+    lengths.clear()
+    session.observe(clip(0))
+    session.act("the ball stops.")
+    session.read_state()
+    assert lengths == [observation + len(wm.dynamics_ids("the ball stops.")) + wm.config.num_queries]
+    lengths.clear()
+    session.observe(clip(1))
+    session.act(None)
+    session.read_state()
+    assert lengths[0] == observation and lengths[-1] == 1 + wm.config.num_queries
