@@ -66,9 +66,10 @@ def main() -> None:
             t, clips = out.timings, len(out.storyboard.clips)
             render = t["denoise"] + t["decode"]
             other = t["world_model"] - totals.get("vision", 0) - totals.get("lmm", 0)
+            vision, lmm = (1000 * totals.get(key, 0) / clips for key in ("vision", "lmm"))
             print(f"{'mp4' if to_file else 'memory':<8} {t['total'] / render:>8.3f} {t['world_model'] / render:>14.3f} "
-                  f"{clips:>5} {1000 * totals.get('vision', 0) / clips:>9.1f} {1000 * totals.get('lmm', 0) / clips:>7.1f} "
-                  f"{totals.get('lmm n', 0) / clips:>8.1f} {1000 * other / clips:>8.1f}")
+                  f"{clips:>5} {vision:>9.1f} {lmm:>7.1f} {totals.get('lmm n', 0) / clips:>8.1f} "
+                  f"{1000 * other / clips:>8.1f}")
     print(steal.line())
 
 

@@ -49,7 +49,8 @@ def contact_sheet(video: str | Path, storyboard: Storyboard, columns: int | None
     for n, (clip, frame) in enumerate(zip(clips, frames)):
         x, y = (n % columns) * cell_w + pad, (n // columns) * cell_h + pad
         sheet.paste(Image.fromarray(frame).resize((w * scale, h * scale), Image.NEAREST), (x, y))
-        text = f"{clip.index}  {clip.start:.1f}-{clip.end:.1f} s  ({clip.origin})\n" + textwrap.fill(clip.dynamics, chars)
+        heading = f"{clip.index}  {clip.start:.1f}-{clip.end:.1f} s  ({clip.origin})"
+        text = heading + "\n" + textwrap.fill(clip.dynamics, chars)
         lines = text.splitlines()[:CAPTION_LINES]
         draw.multiline_text((x, y + h * scale + pad), "\n".join(lines), fill=INK, font=font, spacing=3)
     return sheet
