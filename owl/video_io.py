@@ -34,6 +34,7 @@ import math
 import os
 import struct
 import sys
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +50,10 @@ VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v")  # what fol
 # x264's speed preset. On Owl's videos "faster" spends a third less CPU than the default "medium", for a 6% smaller
 # file 0.1 dB lower in PSNR (`python benchmarks/encoding.py`), so encoding takes less from the loop it runs beside.
 X264_PRESET = "faster"
+
+# How much nicer than the loop the encoding thread and its ffmpeg run: encoding is background work, so it takes the
+# CPU the loop leaves (`python benchmarks/world_model_steps.py` measures what that changes). 0: the loop's priority.
+ENCODER_NICENESS = 10
 
 
 class VideoWriter:
@@ -83,7 +88,6 @@ class VideoWriter:
             raise ValueError(f"frames must be uint8 (T, H, W, 3), got {frames_thwc.dtype} {tuple(frames_thwc.shape)}")
         if self._writer is None:
             import queue
-            import threading
 
             import imageio
 
@@ -104,7 +108,15 @@ class VideoWriter:
         self.num_frames += len(frames_thwc)
 
     def _encode(self) -> None:
-        """The encoding thread: write each queued chunk until None arrives; keep the first error."""
+        """The encoding thread: write each queued chunk until None arrives; keep the first error.
+
+        Its niceness rises first (Linux keeps one per thread), and ffmpeg, started from it at the first frame,
+        inherits that: the loop's threads then get the CPU before the encoder does."""
+        if ENCODER_NICENESS and sys.platform.startswith("linux"):
+            thread = threading.get_native_id()
+            with contextlib.suppress(OSError):
+                niceness = os.getpriority(os.PRIO_PROCESS, thread) + ENCODER_NICENESS
+                os.setpriority(os.PRIO_PROCESS, thread, min(19, niceness))
         while (chunk := self._queue.get()) is not None:
             if self._error is None:
                 try:

@@ -1,7 +1,11 @@
 """owl.video_io: exact frames by index and by time, variable frame rate, rotation, odd sizes, audio, bad files."""
 
+import os
 import pickle
 import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -197,6 +201,26 @@ def test_writer_encodes_in_order_and_reports_an_encoding_error(tmp_path):
             for _ in range(4):  # the error is raised by an append once the thread has met it, else by close
                 writer.append(index_frames(4, 16, 16))
     assert not broken.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4"]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a niceness per thread is Linux's")
+def test_the_encoder_runs_nicer_than_the_loop(tmp_path):
+    """The encoding thread and the ffmpeg it starts run ENCODER_NICENESS nicer than the caller, which keeps its own."""
+    from owl.video_io import ENCODER_NICENESS
+
+    own = os.getpriority(os.PRIO_PROCESS, 0)
+    with VideoWriter(tmp_path / "out.mp4", fps=8) as writer:
+        writer.append(index_frames(4, 16, 16))
+        deadline, children = time.monotonic() + 30, []
+        while not children and time.monotonic() < deadline:  # ffmpeg starts with the thread's first frame
+            children = [int(pid) for task in Path(f"/proc/{os.getpid()}/task").iterdir()
+                        for pid in (task / "children").read_text().split()]
+            time.sleep(0.05)
+        assert len(children) == 1
+        assert os.getpriority(os.PRIO_PROCESS, children[0]) == min(19, own + ENCODER_NICENESS)
+        assert os.getpriority(os.PRIO_PROCESS, writer._thread.native_id) == min(19, own + ENCODER_NICENESS)
+        assert os.getpriority(os.PRIO_PROCESS, 0) == own
+    assert ENCODER_NICENESS > 0
 
 
 def test_reader_cache_is_lazy_and_never_pickled(index_video):

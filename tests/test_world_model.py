@@ -236,7 +236,8 @@ def test_a_memory_is_one_class(tiny_pipe):
 
 def test_the_session_runs_the_lmm_only_for_a_readout(tiny_pipe, monkeypatch):
     """What a step feeds before its next readout goes through the LMM in one forward: with given dynamics a step is
-    one forward (O_t, D_t and S_{t+1}); with predicted dynamics the closing token goes with S_{t+1}."""
+    one forward (O_t, D_t and S_{t+1}); with predicted dynamics the first draft goes with O_t and the closing token
+    with S_{t+1}."""
     wm = tiny_pipe.world_model
     lengths = []
     run = wm.run
@@ -254,6 +255,8 @@ def test_the_session_runs_the_lmm_only_for_a_readout(tiny_pipe, monkeypatch):
     assert lengths == [observation + len(wm.dynamics_ids("the ball stops.")) + wm.config.num_queries]
     lengths.clear()
     session.observe(clip(1))
+    drafted = session._draft([], wm.config.max_dynamics_tokens + 1)  # what the first forward checks: D_0 again
+    assert drafted == wm.dynamics_ids("the ball stops.")
     session.act(None)
     session.read_state()
-    assert lengths[0] == observation and lengths[-1] == 1 + wm.config.num_queries
+    assert lengths[0] == observation + len(drafted) and lengths[-1] == 1 + wm.config.num_queries
