@@ -377,22 +377,26 @@ class WorldSession:
         self.position = 0  # where the next segment's positions start
         self.run_tokens = 0  # how many of the history's tokens the LMM has run (the rest wait for `_run`)
         self.last_hidden: torch.Tensor | None = None  # (D,) hidden state of the newest token run
+        self.next_state: torch.Tensor | None = None  # S_{t+1}'s readout, run with the dynamics' last draft
 
     @property
     def num_tokens(self) -> int:
         """Tokens the history holds now."""
         return sum(b.length for b in self.blocks)
 
-    def _feed(self, segments: list[Segment], kind: str, run: bool = True) -> torch.Tensor | None:
-        """Append segments to the history. With `run`, run the LMM over every token that waits, these last, and
-        return their hidden states (L, D); without, they wait, so that what a step feeds before its next
-        readout (an observation, given dynamics, the state queries) goes through the LMM in one forward."""
+    def _feed(self, segments: list[Segment], kind: str, run: bool = True, step: int | None = None
+              ) -> torch.Tensor | None:
+        """Append segments to the history (as part of loop step `step`, by default the current one). With `run`,
+        run the LMM over every token that waits, these last, and return their hidden states (L, D); without,
+        they wait, so that what a step feeds before its next readout (an observation, given dynamics, the state
+        queries) goes through the LMM in one forward."""
+        step = self.step if step is None else step
         embeds, positions, self.position = layout(segments, self.position)
         last = self.blocks[-1] if self.blocks else None
-        if last is not None and last.kind == kind and last.step == self.step:  # generated tokens join their block
+        if last is not None and last.kind == kind and last.step == step:  # generated tokens join their block
             last.embeds, last.positions = torch.cat([last.embeds, embeds]), torch.cat([last.positions, positions], 1)
         else:
-            self.blocks.append(Block(kind, self.step, embeds, positions))
+            self.blocks.append(Block(kind, step, embeds, positions))
         return self._run() if run else None
 
     def _run(self) -> torch.Tensor | None:
@@ -456,6 +460,11 @@ class WorldSession:
         """Feed S_t and return the state s_t, (Q, D)."""
         self.step += self._states_read > 0
         self._states_read += 1
+        state, self.next_state = self.next_state, None
+        if state is not None:  # S_t went with the dynamics' last draft (`_greedy`): it stands unless the memory evicts
+            if len(self.memory.keep(self.blocks[:-1], self.step)) == len(self.blocks) - 1:
+                return state
+            self._drop(self.wm.config.num_queries)
         self._evict()
         self._feed(self.wm.step_segments("state"), "state", run=False)
         return self._run()[-self.wm.config.num_queries :]
@@ -505,15 +514,18 @@ class WorldSession:
         followed the same n-gram earlier in the texts seen; the LM head then checks the whole draft at once and
         keeps the prefix it would have chosen itself, so the text is the one token-by-token greedy decoding
         writes, in fewer forwards (dynamics repeat: "... enters from the left."). Rejected draft tokens are cut
-        from the history again.
+        from the history again. A draft that closes the text carries the next state queries S_{t+1} too, unless
+        the memory is about to evict: if the whole draft is kept, `read_state` has its readout without a forward.
         """
         ids: list[int] = []
         chosen: list[int] = []  # the token chosen last, to feed with the next draft
         head, end = self.wm.vlm.get_output_embeddings(), self.wm.dynamics_end_id
         limit = self.wm.config.max_dynamics_tokens
+        queries = self.wm.config.num_queries
         while True:
             draft = self._draft(ids, limit - len(ids) + 1)
-            hidden = self._check(chosen + draft, len(draft))
+            closing = bool(draft) and draft[-1] == end and self._keeps_all(self.step + 1)
+            hidden, state = self._check(chosen + draft, len(draft), closing)
             choices = head(hidden).argmax(-1).tolist()
             kept = 0
             for guess, choice in zip(draft, choices):
@@ -521,9 +533,10 @@ class WorldSession:
                     break
                 kept += 1
                 if guess == end:
+                    self.next_state = state
                     return ids
                 ids.append(guess)
-            self._drop(len(draft) - kept)
+            self._drop(len(draft) - kept + (queries if closing else 0))
             self.last_hidden, token = hidden[kept], choices[kept]
             if token == end or len(ids) == limit:
                 break
@@ -532,15 +545,25 @@ class WorldSession:
         self._feed([self.wm.embed_ids([end])], "dynamics", run=False)  # chosen, or the bound reached
         return ids
 
-    def _check(self, ids: list[int], drafted: int) -> torch.Tensor:
-        """Feed `ids` (a chosen token, then `drafted` draft tokens) and run everything that waits; the hidden
-        states (drafted + 1, D) that choose each draft token and the token after them."""
+    def _check(self, ids: list[int], drafted: int, closing: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Feed `ids` (a chosen token, then `drafted` draft tokens), with `closing` the next state queries after
+        them, and run everything that waits. Returns the hidden states (drafted + 1, D) that choose each draft
+        token and the token after them, and with `closing` the queries' (Q, D)."""
         before = self.last_hidden  # the newest token run so far: it chooses the first draft token if no other does
         if ids:
             self._feed([self.wm.embed_ids(ids)], "dynamics", run=False)
-        hidden = self._run()
+        if closing:
+            self._feed(self.wm.step_segments("state"), "state", run=False, step=self.step + 1)
+        hidden, state = self._run(), None
+        if closing:
+            hidden, state = hidden[: -self.wm.config.num_queries], hidden[-self.wm.config.num_queries :]
         hidden = before[None] if hidden is None else hidden
-        return hidden[-1 - drafted :] if len(hidden) > drafted else torch.cat([before[None], hidden])
+        rows = hidden[-1 - drafted :] if len(hidden) > drafted else torch.cat([before[None], hidden])
+        return rows, state
+
+    def _keeps_all(self, step: int) -> bool:
+        """Whether the memory keeps every block at `step` (so a readout run ahead of it stands)."""
+        return len(self.memory.keep(self.blocks, step)) == len(self.blocks)
 
     def _draft(self, ids: list[int], room: int, longest: int = 3) -> list[int]:
         """The tokens that followed the latest earlier occurrence of the last n tokens (n up to `longest`) of the
@@ -560,12 +583,18 @@ class WorldSession:
         self._seen = (self._seen + ids)[-self.LOOKUP :]
 
     def _drop(self, n: int) -> None:
-        """Cut the newest n tokens (rejected drafts) from the history again."""
+        """Cut the newest n tokens (rejected drafts, state queries run ahead) from the history again."""
         if n == 0:
             return
-        last = self.blocks[-1]
-        last.embeds, last.positions = last.embeds[:-n], last.positions[:, :-n]
         self.position -= n
         self.run_tokens -= n
         if self.cache is not None:
             self.cache.crop(-n)
+        while n:
+            last = self.blocks[-1]
+            cut = min(n, last.length)
+            if cut == last.length:
+                self.blocks.pop()
+            else:
+                last.embeds, last.positions = last.embeds[:-cut], last.positions[:, :-cut]
+            n -= cut

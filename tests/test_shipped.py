@@ -67,7 +67,8 @@ def test_the_readmes_python_snippets_run_as_written(tmp_path):
 def test_drafted_greedy_dynamics_are_token_by_token_greedy(monkeypatch):
     """Greedy dynamics are decoded with drafts looked up in the texts seen so far (`WorldSession._greedy`): on
     Shapes World clips the shipped model writes the same texts and reads the same states as token-by-token
-    greedy decoding, in fewer LMM forwards (some drafts are accepted)."""
+    greedy decoding, in fewer LMM forwards (some drafts are accepted, and some states are read out with the draft
+    that closed their dynamics)."""
     from owl import OwlPipeline
     from owl.data.shapes import render_video
     from owl.world_model import WorldSession
@@ -79,16 +80,18 @@ def test_drafted_greedy_dynamics_are_token_by_token_greedy(monkeypatch):
     run = wm.run
     monkeypatch.setattr(wm, "run", lambda *args, **kwargs: forwards.append(1) or run(*args, **kwargs))
 
-    def loop() -> tuple[list[str], list, int]:
+    def loop() -> tuple[list[str], list, int, int]:
         forwards.clear()
         session = wm.session()
         session.start(video.sentences[0])
-        states, texts = [session.read_state()], []
+        states, texts, read_ahead = [session.read_state()], [], 0
         for t in range(5):
             session.observe(video.frames[t * n : (t + 1) * n])
             texts.append(session.act())
+            before = len(forwards)
             states.append(session.read_state())
-        return texts, states, len(forwards)
+            read_ahead += len(forwards) == before
+        return texts, states, len(forwards), read_ahead
 
     drafted = loop()
     monkeypatch.setattr(WorldSession, "_draft", lambda self, ids, room: [])
@@ -96,4 +99,46 @@ def test_drafted_greedy_dynamics_are_token_by_token_greedy(monkeypatch):
     assert drafted[0] == one_by_one[0] and all(text for text in drafted[0])
     for a, b in zip(drafted[1], one_by_one[1]):
         torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
-    assert drafted[2] < one_by_one[2]
+    assert drafted[2] < one_by_one[2] and drafted[3] > 0 and one_by_one[3] == 0
+
+
+def test_a_state_read_ahead_gives_way_to_an_eviction(monkeypatch):
+    """A state read with the draft that closed its dynamics stands only if the memory keeps everything when the
+    state is read: a memory that then evicts makes the session drop it and read the state over what it keeps, as
+    a session without drafts does."""
+    from owl import OwlPipeline
+    from owl.data.shapes import render_video
+    from owl.memory import FullHistory
+    from owl.world_model import WorldSession
+
+    class EvictsLate(FullHistory):
+        """All the history while the dynamics are written, then only the last observation when a state is read."""
+        reading = False
+
+        def keep(self, blocks, step):
+            return super().keep(blocks, step) if self.reading else blocks
+
+    wm = OwlPipeline.from_pretrained(SHIPPED).world_model
+    video = render_video(seed=11, index=3, seconds=24)
+    n = len(video.frames) // 6
+
+    def loop() -> tuple[list, int]:
+        memory = EvictsLate(max_observations=1, max_steps=0)
+        session = wm.session(memory=memory)
+        session.start(video.sentences[0])
+        states, dropped = [session.read_state()], 0
+        for t in range(5):
+            memory.reading = False
+            session.observe(video.frames[t * n : (t + 1) * n])
+            session.act()
+            dropped += session.next_state is not None and t > 0  # from step 1 on there is an observation to evict
+            memory.reading = True
+            states.append(session.read_state())
+        return states, dropped
+
+    drafted = loop()
+    monkeypatch.setattr(WorldSession, "_draft", lambda self, ids, room: [])
+    one_by_one = loop()
+    assert drafted[1] > 0 and one_by_one[1] == 0
+    for a, b in zip(drafted[0], one_by_one[0]):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)

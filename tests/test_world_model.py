@@ -236,8 +236,8 @@ def test_a_memory_is_one_class(tiny_pipe):
 
 def test_the_session_runs_the_lmm_only_for_a_readout(tiny_pipe, monkeypatch):
     """What a step feeds before its next readout goes through the LMM in one forward: with given dynamics a step is
-    one forward (O_t, D_t and S_{t+1}); with predicted dynamics the first draft goes with O_t and the closing token
-    with S_{t+1}."""
+    one forward (O_t, D_t and S_{t+1}); with predicted dynamics the first draft goes with O_t (and S_{t+1} with a
+    draft that closes the text), and a closing token the LMM chose goes with S_{t+1}."""
     wm = tiny_pipe.world_model
     lengths = []
     run = wm.run
@@ -259,4 +259,6 @@ def test_the_session_runs_the_lmm_only_for_a_readout(tiny_pipe, monkeypatch):
     assert drafted == wm.dynamics_ids("the ball stops.")
     session.act(None)
     session.read_state()
-    assert lengths[0] == observation + len(drafted) and lengths[-1] == 1 + wm.config.num_queries
+    # the draft closes the text, so S_{t+1} goes with it; this random LMM rejects it and closes later by itself
+    assert lengths[0] == observation + len(drafted) + wm.config.num_queries
+    assert lengths[-1] == 1 + wm.config.num_queries
