@@ -13,7 +13,8 @@ Design choices:
   Generation`), whose parts these are.
 - `WorldSession` holds the history with its KV cache, so each loop step runs only its new tokens, and runs them
   only when it needs a readout (the first dynamics token's logits, the state), so a step takes few forwards; greedy
-  dynamics are decoded with drafts looked up in the texts seen so far (exact greedy, fewer forwards). Memory "full"
+  dynamics are decoded with drafts looked up in the texts seen so far (exact greedy, fewer forwards), and a draft
+  that closes the text carries the next state queries, read ahead unless the memory evicts first. Memory "full"
   keeps everything; "last" restarts the sequence at each observation, so s_t sees only the last clip and the
   current dynamics: the "last frame + caption" baseline that Owl-1 improves on, with the same weights.
 - `WorldSession(use_cache=False)` recomputes the whole history at every step: slow, and the reference the
