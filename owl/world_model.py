@@ -463,7 +463,7 @@ class WorldSession:
         self._states_read += 1
         state, self.next_state = self.next_state, None
         if state is not None:  # S_t went with the dynamics' last draft (`_greedy`): it stands unless the memory evicts
-            if len(self.memory.keep(self.blocks[:-1], self.step)) == len(self.blocks) - 1:
+            if self._keeps_all(self.blocks[:-1], self.step):
                 return state
             self._drop(self.wm.config.num_queries)
         self._evict()
@@ -525,7 +525,7 @@ class WorldSession:
         queries = self.wm.config.num_queries
         while True:
             draft = self._draft(ids, limit - len(ids) + 1)
-            closing = bool(draft) and draft[-1] == end and self._keeps_all(self.step + 1)
+            closing = bool(draft) and draft[-1] == end and self._keeps_all(self.blocks, self.step + 1)
             hidden, state = self._check(chosen + draft, len(draft), closing)
             choices = head(hidden).argmax(-1).tolist()
             kept = 0
@@ -556,15 +556,16 @@ class WorldSession:
         if closing:
             self._feed(self.wm.step_segments("state"), "state", run=False, step=self.step + 1)
         hidden, state = self._run(), None
+        if hidden is None:  # nothing waited and nothing was fed (so nothing closes either)
+            hidden = before[None]
         if closing:
             hidden, state = hidden[: -self.wm.config.num_queries], hidden[-self.wm.config.num_queries :]
-        hidden = before[None] if hidden is None else hidden
         rows = hidden[-1 - drafted :] if len(hidden) > drafted else torch.cat([before[None], hidden])
         return rows, state
 
-    def _keeps_all(self, step: int) -> bool:
-        """Whether the memory keeps every block at `step` (so a readout run ahead of it stands)."""
-        return len(self.memory.keep(self.blocks, step)) == len(self.blocks)
+    def _keeps_all(self, blocks: list[Block], step: int) -> bool:
+        """Whether the memory keeps every one of `blocks` at `step` (so a readout run ahead of it stands)."""
+        return len(self.memory.keep(blocks, step)) == len(blocks)
 
     def _draft(self, ids: list[int], room: int, longest: int = 3) -> list[int]:
         """The tokens that followed the latest earlier occurrence of the last n tokens (n up to `longest`) of the
