@@ -17,6 +17,9 @@ Design choices:
   that closes the text carries the next state queries, read ahead unless the memory evicts first. Memory "full"
   keeps everything; "last" restarts the sequence at each observation, so s_t sees only the last clip and the
   current dynamics: the "last frame + caption" baseline that Owl-1 improves on, with the same weights.
+- The vision tower's patch embedding (a Conv3d whose kernel is its stride) runs as the matrix product it is
+  (`PatchProjection`): the same weights and result, without the convolution path that is slow on some
+  devices and dtypes (transformers issue 45750).
 - `WorldSession(use_cache=False)` recomputes the whole history at every step: slow, and the reference the
   cached path is tested against.
 
@@ -105,6 +108,24 @@ def layout(segments: list[Segment], start: int = 0) -> tuple[torch.Tensor, torch
     return torch.cat([s.embeds for s in segments]), torch.cat(positions, dim=1), offset
 
 
+class PatchProjection(nn.Conv3d):
+    """A patch embedding's Conv3d run as the matrix product it is: each output sees one non-overlapping patch
+    (kernel = stride, no padding), so it is patches (N, C*t*p*p) times the weight seen as (E, C*t*p*p). The
+    module keeps the Conv3d's parameters, names and shapes, so checkpoints, state dicts and hooks are unchanged."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, C, t, p, p) -> (N, E, 1, 1, 1)
+        if tuple(x.shape[2:]) != tuple(self.kernel_size):  # not one patch per row: the convolution itself
+            return super().forward(x)
+        weight = self.weight.reshape(self.out_channels, -1)
+        return nn.functional.linear(x.reshape(x.shape[0], -1), weight, self.bias)[:, :, None, None, None]
+
+    @staticmethod
+    def sees_patches_once(conv: nn.Module) -> bool:
+        """Whether `conv` is a plain Conv3d whose every output sees one whole patch of its input, once."""
+        return (type(conv) is nn.Conv3d and conv.groups == 1 and tuple(conv.kernel_size) == tuple(conv.stride)
+                and not any(conv.padding) and set(conv.dilation) == {1})
+
+
 class WorldModel(nn.Module):
     """LMM + Q state queries + key-frame observations + dynamics text."""
 
@@ -121,6 +142,9 @@ class WorldModel(nn.Module):
         self.dynamics_end_id = self._token_id(config.dynamics_end_token)
         self.vision_start_id = self._token_id(config.vision_start_token)
         self.vision_end_id = self._token_id(config.vision_end_token)
+        proj = getattr(getattr(self.visual, "patch_embed", None), "proj", None)
+        if PatchProjection.sees_patches_once(proj):
+            proj.__class__ = PatchProjection  # the same module and parameters, run as a matrix product
 
     # --- the LMM's parts ------------------------------------------------------------------------------------
 

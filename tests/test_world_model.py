@@ -262,3 +262,27 @@ def test_the_session_runs_the_lmm_only_for_a_readout(tiny_pipe, monkeypatch):
     # the draft closes the text, so S_{t+1} goes with it; this random LMM rejects it and closes later by itself
     assert lengths[0] == observation + len(drafted) + wm.config.num_queries
     assert lengths[-1] == 1 + wm.config.num_queries
+
+
+@pytest.mark.parametrize("bias", [False, True])  # Qwen2.5-VL's patch embedding has none, Qwen3-VL's has one
+def test_the_patch_embedding_runs_as_a_matrix_product(tiny_pipe, bias):
+    from owl.world_model import PatchProjection
+
+    proj = tiny_pipe.world_model.visual.patch_embed.proj
+    assert type(proj) is PatchProjection and proj.weight.dim() == 5  # the checkpoint's shape and names stay
+    torch.manual_seed(0)
+    conv = torch.nn.Conv3d(3, 8, kernel_size=(2, 4, 4), stride=(2, 4, 4), bias=bias)
+    patches = torch.randn(10, 3, 2, 4, 4, requires_grad=True)
+    expected = conv(patches)
+    (grad_expected,) = torch.autograd.grad(expected.square().sum(), conv.weight)
+    assert PatchProjection.sees_patches_once(conv)
+    conv.__class__ = PatchProjection
+    got = conv(patches)
+    (grad_got,) = torch.autograd.grad(got.square().sum(), conv.weight)
+    assert got.shape == expected.shape == (10, 8, 1, 1, 1)
+    torch.testing.assert_close(got, expected)
+    torch.testing.assert_close(grad_got, grad_expected)
+    wider = torch.randn(1, 3, 4, 8, 8)  # more than one patch: the convolution itself
+    torch.testing.assert_close(conv(wider), torch.nn.functional.conv3d(wider, conv.weight, conv.bias, stride=(2, 4, 4)))
+    assert not PatchProjection.sees_patches_once(torch.nn.Conv3d(3, 8, kernel_size=3, stride=1))
+    assert not PatchProjection.sees_patches_once(torch.nn.Conv3d(3, 8, kernel_size=2, stride=2, padding=1))
