@@ -120,10 +120,14 @@ class PatchProjection(nn.Conv3d):
         return nn.functional.linear(x.reshape(x.shape[0], -1), weight, self.bias)[:, :, None, None, None]
 
     @staticmethod
-    def sees_patches_once(conv: nn.Module) -> bool:
-        """Whether `conv` is a plain Conv3d whose every output sees one whole patch of its input, once."""
-        return (type(conv) is nn.Conv3d and conv.groups == 1 and tuple(conv.kernel_size) == tuple(conv.stride)
-                and not any(conv.padding) and set(conv.dilation) == {1})
+    def adopt(conv: nn.Module | None) -> bool:
+        """Run `conv` as a PatchProjection (the same module and parameters) if it is a plain Conv3d whose every
+        output sees one whole patch of its input, once; returns whether it was."""
+        if not (type(conv) is nn.Conv3d and conv.groups == 1 and tuple(conv.kernel_size) == tuple(conv.stride)
+                and not any(conv.padding) and set(conv.dilation) == {1}):
+            return False
+        conv.__class__ = PatchProjection
+        return True
 
 
 class WorldModel(nn.Module):
@@ -142,9 +146,7 @@ class WorldModel(nn.Module):
         self.dynamics_end_id = self._token_id(config.dynamics_end_token)
         self.vision_start_id = self._token_id(config.vision_start_token)
         self.vision_end_id = self._token_id(config.vision_end_token)
-        proj = getattr(getattr(self.visual, "patch_embed", None), "proj", None)
-        if PatchProjection.sees_patches_once(proj):
-            proj.__class__ = PatchProjection  # the same module and parameters, run as a matrix product
+        PatchProjection.adopt(getattr(getattr(self.visual, "patch_embed", None), "proj", None))
 
     # --- the LMM's parts ------------------------------------------------------------------------------------
 

@@ -275,8 +275,7 @@ def test_the_patch_embedding_runs_as_a_matrix_product(tiny_pipe, bias):
     patches = torch.randn(10, 3, 2, 4, 4, requires_grad=True)
     expected = conv(patches)
     (grad_expected,) = torch.autograd.grad(expected.square().sum(), conv.weight)
-    assert PatchProjection.sees_patches_once(conv)
-    conv.__class__ = PatchProjection
+    assert PatchProjection.adopt(conv) and type(conv) is PatchProjection
     got = conv(patches)
     (grad_got,) = torch.autograd.grad(got.square().sum(), conv.weight)
     assert got.shape == expected.shape == (10, 8, 1, 1, 1)
@@ -284,5 +283,6 @@ def test_the_patch_embedding_runs_as_a_matrix_product(tiny_pipe, bias):
     torch.testing.assert_close(grad_got, grad_expected)
     wider = torch.randn(1, 3, 4, 8, 8)  # more than one patch: the convolution itself
     torch.testing.assert_close(conv(wider), torch.nn.functional.conv3d(wider, conv.weight, conv.bias, stride=(2, 4, 4)))
-    assert not PatchProjection.sees_patches_once(torch.nn.Conv3d(3, 8, kernel_size=3, stride=1))
-    assert not PatchProjection.sees_patches_once(torch.nn.Conv3d(3, 8, kernel_size=2, stride=2, padding=1))
+    for other in (torch.nn.Conv3d(3, 8, kernel_size=3, stride=1), torch.nn.Conv3d(3, 8, kernel_size=2, stride=2,
+                                                                                padding=1)):
+        assert not PatchProjection.adopt(other) and type(other) is torch.nn.Conv3d
